@@ -1,0 +1,301 @@
+"""Every parameter of depth_node, with its one default, in one place.
+
+The rclpy node declares its ROS parameters from :data:`PARAMETERS` (with descriptors, ranges and
+read-only flags), the ``depth-node bag`` tool turns the same table into command-line flags
+(``min_range`` -> ``--min-range``), and the README's parameter table is generated from it
+(``python -m depth_node.parameters``), so a default can never differ between them.
+
+Card overrides (``network_image_width``, ``image_mean``, ...) use an "unset" value (``''``,
+``0`` or ``[]``) meaning "take it from the model card"; ROS parameters cannot be ``None``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter: name, default (its type is the parameter's type), meaning and limits."""
+
+    name: str
+    default: Any
+    description: str
+    group: str
+    choices: tuple[str, ...] = ()
+    min_value: float | None = None
+    max_value: float | None = None
+    read_only: bool = False
+    node_only: bool = False      # meaningful only for the live node (QoS, sync, lifecycle)
+    card_field: bool = False     # overrides the model card field of the same name
+
+    @property
+    def type_name(self) -> str:
+        """The parameter's type as the README shows it."""
+        if isinstance(self.default, bool):
+            return 'bool'
+        if isinstance(self.default, int):
+            return 'int'
+        if isinstance(self.default, float):
+            return 'double'
+        if isinstance(self.default, list):
+            return 'double[]'
+        return 'string'
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag of the parameter (dashes instead of underscores)."""
+        return '--' + self.name.replace('_', '-')
+
+
+def _p(name: str, default: Any, description: str, group: str, **kw: Any) -> ParameterSpec:
+    return ParameterSpec(name, default, description, group, **kw)
+
+
+_MODEL = 'model'
+_CARD = 'model card override'
+_METRIC = 'metric scale and validity'
+_OUTPUT = 'outputs'
+_ROS = 'topics, QoS and timing'
+
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    # -- model and engine
+    _p('model_file_path', '', 'ONNX model (with its <model>.card.yaml beside it), a TensorRT '
+       '.engine, or for the torch backend a zoo name / hub id / checkpoint directory.', _MODEL,
+       read_only=True),
+    _p('card_file_path', '', 'Model card to use when it is not beside the model file.', _MODEL,
+       read_only=True),
+    _p('engine_file_path', '', 'Where the TensorRT engine built from the ONNX model is cached; '
+       'empty = beside the model, named after its cache key.', _MODEL, read_only=True),
+    _p('backend', 'auto', 'Inference backend; auto picks tensorrt > onnxruntime > torch by what '
+       'is installed and whether a GPU is present, and logs why.', _MODEL,
+       choices=('auto', 'tensorrt', 'onnxruntime', 'torch'), read_only=True),
+    _p('precision', 'fp16', 'Engine precision on GPU (CPU backends always run fp32).', _MODEL,
+       choices=('fp16', 'fp32'), read_only=True),
+    _p('force_engine_update', False, 'Rebuild the TensorRT engine even if a matching cached '
+       'engine exists.', _MODEL, read_only=True),
+    _p('allow_engine_build', True, 'Build the engine when none matches; false = refuse to start '
+       'with a clear message instead (for fleets that ship prebuilt engines).', _MODEL,
+       read_only=True),
+    _p('self_test', True, "Run the model card's golden self-test when the model loads and "
+       'refuse to start on a mismatch.', _MODEL, read_only=True),
+    # -- card overrides (unset = from the card)
+    _p('input_name', '', 'Network input tensor name.', _CARD, read_only=True, card_field=True),
+    _p('output_name', '', 'Network output tensor name.', _CARD, read_only=True,
+       card_field=True),
+    _p('network_image_width', 0, 'Network input width in pixels.', _CARD, read_only=True,
+       card_field=True, min_value=0, max_value=8192),
+    _p('network_image_height', 0, 'Network input height in pixels.', _CARD, read_only=True,
+       card_field=True, min_value=0, max_value=8192),
+    _p('layout', '', 'Input tensor layout.', _CARD, choices=('', 'nchw', 'nhwc'),
+       read_only=True, card_field=True),
+    _p('input_encoding', '', 'Channel order the network expects.', _CARD,
+       choices=('', 'rgb8', 'bgr8'), read_only=True, card_field=True),
+    _p('pixel_scale', 0.0, "Factor from 8-bit pixel values to the network's range "
+       '(0 = from the card, usually 1/255).', _CARD, read_only=True, card_field=True,
+       min_value=0.0, max_value=1.0),
+    _p('image_mean', [0.0], 'Per-channel mean subtracted after scaling (3 values).',
+       _CARD, read_only=True, card_field=True),
+    _p('image_stddev', [0.0], 'Per-channel standard deviation divided by (3 values).', _CARD,
+       read_only=True, card_field=True),
+    _p('resize', '', 'How the image is fitted to the network input.', _CARD,
+       choices=('', 'stretch', 'keep_aspect_pad', 'keep_aspect_crop'), read_only=True,
+       card_field=True),
+    _p('interpolation', '', 'Resize interpolation.', _CARD,
+       choices=('', 'nearest', 'linear', 'cubic', 'area'), read_only=True, card_field=True),
+    _p('output_kind', '', 'What the network outputs.', _CARD,
+       choices=('', 'metric_depth', 'relative_depth', 'relative_inverse_depth'),
+       read_only=True, card_field=True),
+    _p('canonical_focal_px', 0.0, 'Metric models: focal length (px at network resolution) for '
+       'which the output is metric; metres = output x f_network / canonical_focal_px.', _CARD,
+       read_only=True, card_field=True, min_value=0.0, max_value=100000.0),
+    _p('max_depth', 0.0, 'Largest depth the model can output, metres.', _CARD, read_only=True,
+       card_field=True, min_value=0.0, max_value=10000.0),
+    # -- metric scale and validity (names match depth_node.metric.MetricConfig)
+    _p('scale_source', 'none', 'How a relative model becomes metric: sparse_depth (a metric '
+       'depth topic aligned to the camera), ground_plane (known camera height), fixed (scale '
+       'and shift below) or none (published on depth/relative only). Ignored for metric '
+       'models.', _METRIC, choices=('none', 'sparse_depth', 'ground_plane', 'fixed')),
+    _p('fixed_scale', 1.0, "scale_source fixed: scale in the model's own space.", _METRIC,
+       min_value=-1e6, max_value=1e6),
+    _p('fixed_shift', 0.0, "scale_source fixed: shift in the model's own space.", _METRIC,
+       min_value=-1e6, max_value=1e6),
+    _p('camera_height', 0.0, 'scale_source ground_plane: height of the optical centre above '
+       'a flat floor, metres.', _METRIC, min_value=0.0, max_value=100.0),
+    _p('ground_max_tilt_deg', 15.0, 'ground_plane: largest accepted angle between the fitted '
+       'floor normal and the expected up direction.', _METRIC, min_value=0.0, max_value=90.0),
+    _p('ground_region', 0.4, 'ground_plane: lower fraction of the image searched for the '
+       'floor.', _METRIC, min_value=0.05, max_value=1.0),
+    _p('sparse_min_points', 50, 'sparse_depth: fewest valid points for a scale fit.', _METRIC,
+       min_value=3, max_value=10_000_000),
+    _p('sparse_outlier_threshold', 3.0, 'sparse_depth: outlier rejection threshold in robust '
+       'standard deviations.', _METRIC, min_value=0.5, max_value=100.0),
+    _p('scale_smoothing', 0.3, 'Weight of a new scale fit in the exponential smoothing '
+       '(1 = no smoothing).', _METRIC, min_value=0.0, max_value=1.0),
+    _p('scale_max_jump', 0.25, 'Reject a scale fit that differs by more than this fraction '
+       'from the smoothed scale.', _METRIC, min_value=0.0, max_value=10.0),
+    _p('min_range', 0.1, 'Nearer depths are marked too close (-Inf, REP 117).', _METRIC,
+       min_value=0.0, max_value=1000.0),
+    _p('max_range', 20.0, 'Farther depths are marked out of range (+Inf, REP 117).', _METRIC,
+       min_value=0.0, max_value=10000.0),
+    _p('too_close', 'neg_inf', 'How depths below min_range are marked.', _METRIC,
+       choices=('neg_inf', 'nan')),
+    _p('edge_threshold', 0.1, 'Flying-pixel filter: relative depth jump to a neighbour above '
+       'which a pixel is invalidated (0 = off).', _METRIC, min_value=0.0, max_value=10.0),
+    # -- outputs
+    _p('output_encoding', '32FC1', 'depth/image encoding: 32FC1 metres (NaN/±Inf per REP 117) '
+       'or 16UC1 millimetres (0 = invalid).', _OUTPUT, choices=('32FC1', '16UC1')),
+    _p('point_cloud_fields', 'xyz', 'Fields of the points cloud.', _OUTPUT,
+       choices=('xyz', 'xyzrgb')),
+    _p('point_decimation', 1, 'Keep every k-th row and column in the points cloud.', _OUTPUT,
+       min_value=1, max_value=64),
+    _p('publish_points', True, 'Publish the points cloud (also needs a subscriber).', _OUTPUT),
+    _p('publish_colorized', True, 'Publish depth/colorized (also needs a subscriber).',
+       _OUTPUT),
+    _p('colorize_min_depth', 0.0, 'depth/colorized range start, metres (0 and 0 = auto).',
+       _OUTPUT, min_value=0.0, max_value=10000.0),
+    _p('colorize_max_depth', 0.0, 'depth/colorized range end, metres (0 and 0 = auto).',
+       _OUTPUT, min_value=0.0, max_value=10000.0),
+    _p('image_is_rectified', False, 'The input image is rectified (image_rect): use '
+       'camera_info P and no distortion; false = raw image, K and D.', _OUTPUT),
+    # -- node only
+    _p('input_transport', 'raw', 'raw subscribes image (sensor_msgs/Image); compressed '
+       'subscribes image/compressed (sensor_msgs/CompressedImage).', _ROS,
+       choices=('raw', 'compressed'), read_only=True, node_only=True),
+    _p('input_qos', 'sensor_data', 'QoS of the image, camera_info and sparse_depth '
+       'subscriptions (sensor_data = best effort, receives from any publisher).', _ROS,
+       choices=('sensor_data', 'reliable', 'system_default'), read_only=True, node_only=True),
+    _p('output_qos', 'reliable', 'QoS of the published topics (reliable serves best-effort '
+       'and reliable subscribers).', _ROS,
+       choices=('sensor_data', 'reliable', 'system_default'), read_only=True, node_only=True),
+    _p('input_qos_depth', 5, 'History depth of the input subscriptions.', _ROS, min_value=1,
+       max_value=100, read_only=True, node_only=True),
+    _p('output_qos_depth', 2, 'History depth of the publishers (keep small for big '
+       'messages).', _ROS, min_value=1, max_value=100, read_only=True, node_only=True),
+    _p('sync_policy', 'exact', 'Pairing of image and camera_info: exact stamps, approximate '
+       '(within sync_tolerance), or latest camera_info received.', _ROS,
+       choices=('exact', 'approximate', 'latest'), node_only=True),
+    _p('sync_tolerance', 0.02, 'approximate sync: largest stamp difference, seconds.', _ROS,
+       min_value=0.0, max_value=10.0, node_only=True),
+    _p('autostart', True, 'Configure and activate the lifecycle node at start-up.', _ROS,
+       read_only=True, node_only=True),
+    _p('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', _ROS,
+       min_value=0.1, max_value=60.0, read_only=True, node_only=True),
+)
+
+BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+def defaults() -> dict[str, Any]:
+    """All parameters with their defaults."""
+    return {spec.name: (list(spec.default) if isinstance(spec.default, list) else spec.default)
+            for spec in PARAMETERS}
+
+
+def validate(name: str, value: Any) -> str | None:
+    """Check one value; return the reason it is rejected, or None if it is fine."""
+    spec = BY_NAME.get(name)
+    if spec is None:
+        return f'unknown parameter {name!r}'
+    expected = type(spec.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if expected is list:
+        if not isinstance(value, (list, tuple)):
+            return f'{name} must be a list of numbers, got {value!r}'
+    elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        return f'{name} must be a {spec.type_name}, got {type(value).__name__} {value!r}'
+    if spec.choices and value not in spec.choices:
+        allowed = ', '.join(repr(c) for c in spec.choices if c)
+        return f'{name} must be one of {allowed}, got {value!r}'
+    if spec.min_value is not None and isinstance(value, (int, float)) and value < spec.min_value:
+        return f'{name} must be >= {spec.min_value}, got {value!r}'
+    if spec.max_value is not None and isinstance(value, (int, float)) and value > spec.max_value:
+        return f'{name} must be <= {spec.max_value}, got {value!r}'
+    if spec.card_field and expected is list and list(value) not in ([], [0.0]) \
+            and len(value) != 3:
+        return f'{name} must have 3 values (one per channel), got {len(value)}'
+    return None
+
+
+def validate_all(values: Mapping[str, Any]) -> list[str]:
+    """Reasons for every invalid value, plus cross-parameter checks."""
+    reasons = [r for name, value in values.items() if (r := validate(name, value))]
+    lo, hi = values.get('min_range'), values.get('max_range')
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and hi <= lo:
+        reasons.append(f'max_range ({hi}) must be greater than min_range ({lo})')
+    if values.get('scale_source') == 'ground_plane' and not values.get('camera_height'):
+        reasons.append('scale_source ground_plane needs camera_height > 0 (metres above the '
+                       'floor)')
+    return reasons
+
+
+def card_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The card fields set in ``values`` (unset values — '', 0, [] — are left out)."""
+    out: dict[str, Any] = {}
+    for spec in PARAMETERS:
+        if not spec.card_field or spec.name not in values:
+            continue
+        value = values[spec.name]
+        if value in ('', 0, 0.0, None) or (isinstance(value, (list, tuple))
+                                           and list(value) in ([], [0.0])):
+            continue
+        out[spec.name] = tuple(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str] | None = None,
+                  include_node_only: bool = False) -> None:
+    """Add ``--flag`` options for the parameters (default None = keep the parameter default)."""
+    wanted = set(groups) if groups is not None else None
+    for spec in PARAMETERS:
+        if (wanted is not None and spec.group not in wanted) or \
+                (spec.node_only and not include_node_only):
+            continue
+        kwargs: dict[str, Any] = {'dest': spec.name, 'default': None,
+                                  'help': f'{spec.description} (default: {spec.default!r})'}
+        if isinstance(spec.default, bool):
+            kwargs['action'] = argparse.BooleanOptionalAction
+        elif isinstance(spec.default, list):
+            kwargs.update(type=float, nargs=3, metavar=('C1', 'C2', 'C3'))
+        else:
+            kwargs['type'] = type(spec.default)
+            if spec.choices:
+                kwargs['choices'] = [c for c in spec.choices if c]
+        parser.add_argument(spec.flag, **kwargs)
+
+
+def values_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Parameter values: the defaults, replaced by every flag given on the command line."""
+    values = defaults()
+    for spec in PARAMETERS:
+        given = getattr(args, spec.name, None)
+        if given is not None:
+            values[spec.name] = list(given) if isinstance(given, (list, tuple)) else given
+    return values
+
+
+def markdown_table(include_node_only: bool = True) -> str:
+    """The README's parameter table."""
+    lines = ['| parameter | type | default | meaning |', '| --- | --- | --- | --- |']
+    for spec in PARAMETERS:
+        if spec.node_only and not include_node_only:
+            continue
+        default = spec.default
+        shown = ('(from card)' if spec.card_field else
+                 f'`{default!r}`' if not isinstance(default, str) else f"`'{default}'`")
+        extra = []
+        if spec.choices:
+            extra.append('one of ' + ', '.join(f'`{c}`' for c in spec.choices if c))
+        if spec.read_only:
+            extra.append('read-only at run time')
+        meaning = spec.description + (f' ({"; ".join(extra)})' if extra else '')
+        lines.append(f'| `{spec.name}` | {spec.type_name} | {shown} | {meaning} |')
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    print(markdown_table())

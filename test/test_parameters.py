@@ -1,0 +1,106 @@
+"""The parameter table: one default per parameter, validation, flags, README table."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+import pytest
+
+from depth_node import parameters
+from depth_node.parameters import (BY_NAME, PARAMETERS, add_arguments, card_overrides, defaults,
+                                   validate, validate_all, values_from_args)
+
+
+def test_names_are_unique_and_snake_case():
+    names = [spec.name for spec in PARAMETERS]
+    assert len(names) == len(set(names))
+    for name in names:
+        assert name == name.lower() and ' ' not in name and '-' not in name
+
+
+def test_every_default_is_valid():
+    for name, value in defaults().items():
+        assert validate(name, value) is None, name
+    assert validate_all(defaults()) == []
+
+
+@pytest.mark.parametrize('name,value,fragment', [
+    ('min_range', -1.0, '>= 0'),
+    ('output_encoding', 'mono8', "one of '32FC1', '16UC1'"),
+    ('point_decimation', 1.5, 'must be a int'),
+    ('publish_points', 1, 'must be a bool'),
+    ('point_decimation', True, 'must be a int'),
+    ('image_mean', [0.5, 0.5], '3 values'),
+    ('no_such_parameter', 1, 'unknown parameter'),
+])
+def test_invalid_values_are_rejected_with_a_reason(name, value, fragment):
+    reason = validate(name, value)
+    assert reason is not None and fragment in reason
+
+
+def test_int_is_accepted_for_double():
+    assert validate('max_range', 10) is None
+
+
+def test_cross_checks():
+    values = defaults()
+    values.update(min_range=5.0, max_range=2.0)
+    assert any('max_range' in r for r in validate_all(values))
+    values = defaults()
+    values['scale_source'] = 'ground_plane'
+    assert any('camera_height' in r for r in validate_all(values))
+    values['camera_height'] = 1.2
+    assert validate_all(values) == []
+
+
+def test_card_overrides_skip_unset_values():
+    values = defaults()
+    assert card_overrides(values) == {}
+    values.update(network_image_width=518, image_mean=[0.5, 0.4, 0.3], resize='keep_aspect_pad')
+    assert card_overrides(values) == {'network_image_width': 518,
+                                      'image_mean': (0.5, 0.4, 0.3),
+                                      'resize': 'keep_aspect_pad'}
+
+
+def test_flags_follow_the_parameter_names_and_keep_defaults():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(['--min-range', '0.3', '--scale-source', 'fixed',
+                              '--network-image-width', '320', '--no-publish-points',
+                              '--image-mean', '0.1', '0.2', '0.3'])
+    values = values_from_args(args)
+    assert values['min_range'] == 0.3
+    assert values['scale_source'] == 'fixed'
+    assert values['network_image_width'] == 320
+    assert values['publish_points'] is False
+    assert values['image_mean'] == [0.1, 0.2, 0.3]
+    assert values['max_range'] == BY_NAME['max_range'].default
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--input-qos', 'reliable'])   # node-only: not a tool flag
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--output-encoding', 'mono8'])
+
+
+def test_metric_parameters_match_the_metric_config():
+    metric = pytest.importorskip('depth_node.metric')
+    config_names = {f.name for f in fields(metric.MetricConfig)}
+    missing = config_names - set(BY_NAME) - {'ground_up'}
+    assert not missing, f'MetricConfig fields without a parameter: {missing}'
+    for name in config_names & set(BY_NAME):
+        default = getattr(metric.MetricConfig(), name)
+        assert default == BY_NAME[name].default, name
+
+
+def test_card_override_parameters_are_card_fields():
+    card = pytest.importorskip('depth_node.models.card')
+    card_names = {f.name for f in fields(card.ModelCard)}
+    for spec in PARAMETERS:
+        if spec.card_field:
+            assert spec.name in card_names, spec.name
+
+
+def test_markdown_table_lists_every_parameter():
+    table = parameters.markdown_table()
+    for spec in PARAMETERS:
+        assert f'| `{spec.name}` |' in table
