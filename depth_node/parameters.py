@@ -119,14 +119,15 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        'depth topic aligned to the camera), ground_plane (known camera height), fixed (scale '
        'and shift below) or none (published on depth/relative only). Ignored for metric '
        'models.', _METRIC, choices=('none', 'sparse_depth', 'ground_plane', 'fixed')),
-    _p('fixed_scale', 1.0, "scale_source fixed: scale in the model's own space.", _METRIC,
-       min_value=-1e6, max_value=1e6),
+    _p('fixed_scale', 1.0, "scale_source fixed: scale in the model's own space (depth = "
+       'scale x output + shift; inverse-depth models: 1/depth = scale x output + shift).',
+       _METRIC, min_value=1e-9, max_value=1e6),
     _p('fixed_shift', 0.0, "scale_source fixed: shift in the model's own space.", _METRIC,
        min_value=-1e6, max_value=1e6),
     _p('camera_height', 0.0, 'scale_source ground_plane: height of the optical centre above '
        'a flat floor, metres.', _METRIC, min_value=0.0, max_value=100.0),
     _p('ground_max_tilt_deg', 15.0, 'ground_plane: largest accepted angle between the fitted '
-       'floor normal and the expected up direction.', _METRIC, min_value=0.0, max_value=90.0),
+       'floor normal and the expected up direction.', _METRIC, min_value=0.1, max_value=89.9),
     _p('ground_region', 0.4, 'ground_plane: lower fraction of the image searched for the '
        'floor.', _METRIC, min_value=0.05, max_value=1.0),
     _p('sparse_min_points', 50, 'sparse_depth: fewest valid points for a scale fit.', _METRIC,
@@ -134,9 +135,15 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     _p('sparse_outlier_threshold', 3.0, 'sparse_depth: outlier rejection threshold in robust '
        'standard deviations.', _METRIC, min_value=0.5, max_value=100.0),
     _p('scale_smoothing', 0.3, 'Weight of a new scale fit in the exponential smoothing '
-       '(1 = no smoothing).', _METRIC, min_value=0.0, max_value=1.0),
+       '(1 = no smoothing).', _METRIC, min_value=0.01, max_value=1.0),
     _p('scale_max_jump', 0.25, 'Reject a scale fit that differs by more than this fraction '
-       'from the smoothed scale.', _METRIC, min_value=0.0, max_value=10.0),
+       'from the smoothed scale.', _METRIC, min_value=0.01, max_value=10.0),
+    _p('scale_reinit_frames', 5, 'After this many rejected fits in a row the smoother restarts '
+       'from the new fits (a real change of scale is followed).', _METRIC, min_value=1,
+       max_value=1000),
+    _p('scale_hold_frames', 30, 'Frames without a usable fit for which the last scale is '
+       'kept; after that the output is no longer metric.', _METRIC, min_value=0,
+       max_value=100000),
     _p('min_range', 0.1, 'Nearer depths are marked too close (-Inf, REP 117).', _METRIC,
        min_value=0.0, max_value=1000.0),
     _p('max_range', 20.0, 'Farther depths are marked out of range (+Inf, REP 117).', _METRIC,

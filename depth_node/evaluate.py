@@ -1,0 +1,475 @@
+"""``depth-node evaluate``: standard monocular-depth metrics of a prediction against ground truth.
+
+Metrics (Eigen et al. 2014 definitions) over the valid ground-truth pixels::
+
+    abs_rel  = mean(|p - g| / g)          sq_rel = mean((p - g)^2 / g)
+    rmse     = sqrt(mean((p - g)^2))      rmse_log = sqrt(mean((ln p - ln g)^2))
+    delta_i  = mean(max(p / g, g / p) < 1.25^i),  i = 1, 2, 3
+
+Protocol, in this order: the prediction is resized bilinearly to the ground truth's size;
+valid pixels are those with finite ground truth in (min_depth, max_depth) inside the crop
+(Garg or Eigen, the KITTI fractions) and a finite prediction; the prediction is aligned
+(``none``, ``median`` scale, least-squares ``scale-shift`` in depth space, or
+``scale-shift-disparity``: least squares in inverse depth, the MiDaS protocol, where the
+prediction *is* an inverse-depth map); then it is clamped to [min_depth, max_depth] as in the
+KITTI evaluation code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+import sys
+from typing import Any
+
+import cv2
+import numpy as np
+
+from depth_node.errors import DepthNodeError, ImageFormatError, InputError, SizeMismatchError
+
+ALIGN_MODES = ('none', 'median', 'scale-shift', 'scale-shift-disparity')
+CROPS = ('none', 'garg', 'eigen')
+FORMATS = ('auto', 'sun', 'nyu-raw')
+METRIC_KEYS = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3',
+               'n_valid')
+
+# (top, bottom, left, right) fractions of the image height / width
+_CROP_FRACTIONS = {
+    'garg': (0.40810811, 0.99189189, 0.03594771, 0.96405229),
+    'eigen': (0.3324324, 0.91351351, 0.0359477, 0.96405229),
+}
+
+
+class EvaluationError(DepthNodeError):
+    """The inputs cannot be evaluated (no valid pixels, unreadable files, ...)."""
+
+    kind = 'evaluate'
+
+
+def crop_mask(height: int, width: int, crop: str | None) -> np.ndarray | None:
+    """Boolean (H, W) mask of the Garg or Eigen crop, or None for no crop."""
+    if crop in (None, '', 'none'):
+        return None
+    if crop not in _CROP_FRACTIONS:
+        raise EvaluationError(f'Unknown crop {crop!r}.', f'Use one of {CROPS}.')
+    top, bottom, left, right = _CROP_FRACTIONS[crop]
+    mask = np.zeros((height, width), dtype=bool)
+    mask[int(top * height):int(bottom * height), int(left * width):int(right * width)] = True
+    return mask
+
+
+def resize_to(pred: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a prediction to (height, width); NaN-free input expected."""
+    pred = np.asarray(pred, dtype=np.float32)
+    if pred.shape == (height, width):
+        return pred
+    return cv2.resize(pred, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def fit_scale_shift(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares (s, t) minimising ``sum((s * x + t - y)^2)``."""
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    a = np.stack([x, np.ones_like(x)], axis=1)
+    (s, t), *_ = np.linalg.lstsq(a, y, rcond=None)
+    return float(s), float(t)
+
+
+def align_prediction(pred: np.ndarray, gt: np.ndarray, align: str,
+                     max_depth: float | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """Align valid prediction values to the ground truth (both 1-D arrays of valid pixels).
+
+    :returns: the aligned prediction in metres and the alignment parameters.
+    """
+    if align == 'none':
+        return pred.astype(np.float64), {}
+    if align == 'median':
+        s = float(np.median(gt) / np.median(pred))
+        return pred * s, {'scale': s}
+    if align == 'scale-shift':
+        s, t = fit_scale_shift(pred, gt)
+        return s * pred.astype(np.float64) + t, {'scale': s, 'shift': t}
+    if align == 'scale-shift-disparity':
+        s, t = fit_scale_shift(pred, 1.0 / gt.astype(np.float64))
+        disparity = s * pred.astype(np.float64) + t
+        floor = 1.0 / max_depth if max_depth else 1e-6
+        disparity = np.maximum(disparity, floor)   # MiDaS: cap depth at max_depth
+        return 1.0 / disparity, {'scale': s, 'shift': t}
+    raise EvaluationError(f'Unknown alignment {align!r}.', f'Use one of {ALIGN_MODES}.')
+
+
+def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
+                    max_depth: float = 80.0, align: str = 'none', crop: str | None = None,
+                    clamp: bool = True, return_aligned: bool = False) -> dict[str, Any]:
+    """The standard depth metrics of ``pred`` against ``gt`` (both metres; NaN/0 invalid).
+
+    :param pred: (h, w) prediction; resized bilinearly to the ground truth's size.
+    :param gt: (H, W) ground truth in metres.
+    :param min_depth: ground truth <= min_depth is ignored; aligned predictions are clamped.
+    :param max_depth: ground truth >= max_depth is ignored; aligned predictions are clamped.
+    :param align: one of :data:`ALIGN_MODES`.
+    :param crop: ``None``/'none', 'garg' or 'eigen'.
+    :param clamp: clamp the aligned prediction to [min_depth, max_depth] (KITTI protocol).
+    :param return_aligned: also return the aligned (H, W) prediction under key 'aligned'.
+    :returns: dict with :data:`METRIC_KEYS` (floats, ``n_valid`` int) plus the alignment
+        parameters ('scale', 'shift') when fitted.
+    :raises EvaluationError: no valid pixel.
+    """
+    gt = np.asarray(gt, dtype=np.float32)
+    if gt.ndim != 2:
+        raise SizeMismatchError(f'ground truth must be (H, W), got shape {gt.shape}.',
+                                'Pass a single-channel depth map.')
+    pred = np.asarray(pred, dtype=np.float32)
+    if pred.ndim == 3 and pred.shape[-1] == 1:
+        pred = pred[..., 0]
+    if pred.ndim != 2:
+        raise SizeMismatchError(f'prediction must be (H, W), got shape {pred.shape}.',
+                                'Pass a single-channel depth map.')
+    h, w = gt.shape
+    if pred.shape != (h, w):
+        pred_ok = np.isfinite(pred)
+        filled = np.where(pred_ok, pred, 0).astype(np.float32)
+        resized = resize_to(filled, h, w)
+        weight = resize_to(pred_ok.astype(np.float32), h, w)
+        # a pixel is valid only if all bilinear taps were valid
+        pred = np.where(weight > 0.999, resized, np.nan).astype(np.float32)
+    with np.errstate(invalid='ignore'):
+        valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth) & np.isfinite(pred)
+        if align == 'none':
+            valid &= pred > 0
+    mask = crop_mask(h, w, crop)
+    if mask is not None:
+        valid &= mask
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        raise EvaluationError(
+            'No pixel has both a valid ground truth in '
+            f'({min_depth}, {max_depth}) m and a finite prediction.',
+            'Check --gt-scale/--pred-scale (units), --min-depth/--max-depth and the crop.')
+    g = gt[valid].astype(np.float64)
+    p, params = align_prediction(pred[valid], g, align, max_depth)
+    if clamp:
+        p = np.clip(p, min_depth, max_depth)
+    p = np.asarray(p, dtype=np.float64)
+    if np.any(p <= 0):   # only without clamping: log and ratios need positive depth
+        keep = p > 0
+        p, g = p[keep], g[keep]
+        n_valid = int(keep.sum())
+        if n_valid == 0:
+            raise EvaluationError('No positive predicted depth among the valid pixels.',
+                                  'Align the prediction (--align) or enable clamping.')
+    diff = p - g
+    ratio = np.maximum(p / g, g / p)
+    out: dict[str, Any] = {
+        'abs_rel': float(np.mean(np.abs(diff) / g)),
+        'sq_rel': float(np.mean(diff ** 2 / g)),
+        'rmse': float(math.sqrt(np.mean(diff ** 2))),
+        'rmse_log': float(math.sqrt(np.mean((np.log(p) - np.log(g)) ** 2))),
+        'delta1': float(np.mean(ratio < 1.25)),
+        'delta2': float(np.mean(ratio < 1.25 ** 2)),
+        'delta3': float(np.mean(ratio < 1.25 ** 3)),
+        'n_valid': n_valid,
+    }
+    out.update(params)
+    if return_aligned:
+        aligned = np.full((h, w), np.nan, dtype=np.float32)
+        if p.shape[0] == int(valid.sum()):
+            aligned[valid] = p
+        out['aligned'] = aligned
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+
+def decode_stored(stored: np.ndarray, scale: float | None, fmt: str = 'auto',
+                  invalid_value: float | None = None, what: str = 'depth') -> np.ndarray:
+    """Stored depth values -> float32 metres with NaN where invalid.
+
+    :param stored: the array as read from the file.
+    :param scale: metres per stored unit (required for integer images with ``fmt='auto'``).
+    :param fmt: 'auto', 'sun' (SUN RGB-D bit rotation, then mm) or 'nyu-raw' (NYU Kinect
+        disparity units, little-endian 16-bit PGM: 351.3 / (1092.5 - raw) m).
+    :param invalid_value: stored value meaning "no measurement" (e.g. 65535); 0 and NaN are
+        always invalid.
+    """
+    if stored.ndim == 3:
+        if stored.shape[2] != 1 and not np.all(stored == stored[..., :1]):
+            raise ImageFormatError(f'{what} has {stored.shape[2]} different channels.',
+                                   'Pass a single-channel depth image.')
+        stored = stored[..., 0]
+    invalid = stored == 0
+    if invalid_value is not None:
+        invalid |= stored == invalid_value
+    if fmt == 'sun':
+        v = stored.astype(np.uint16)
+        d = ((v >> 3) | (v << 13)).astype(np.float32)
+        out = d * np.float32(scale if scale is not None else 0.001)
+    elif fmt == 'nyu-raw':
+        raw = stored.astype(np.uint16).byteswap().astype(np.float64)   # PGM is read big-endian
+        with np.errstate(divide='ignore'):
+            out = (351.3 / (1092.5 - raw)).astype(np.float32)
+        invalid |= (out <= 0) | (out > 10) | (raw == 2047)
+    elif fmt == 'auto':
+        if np.issubdtype(stored.dtype, np.integer):
+            if scale is None:
+                raise EvaluationError(
+                    f'{what} is an integer image ({stored.dtype}) and its unit is unknown.',
+                    'Give metres per stored value: --gt-scale/--pred-scale 0.001 (mm, ROS '
+                    '16UC1), 0.00390625 (KITTI, 1/256 m) or 0.0002 (TUM, 1/5000 m).')
+            out = stored.astype(np.float32) * np.float32(scale)
+        else:
+            out = stored.astype(np.float32, copy=True)
+            if scale is not None:
+                out *= np.float32(scale)
+    else:
+        raise EvaluationError(f'Unknown depth format {fmt!r}.', f'Use one of {FORMATS}.')
+    out[invalid] = np.nan
+    return out
+
+
+def load_depth_file(path: str | Path, scale: float | None, fmt: str = 'auto',
+                    invalid_value: float | None = None) -> np.ndarray:
+    """Read a depth map from ``.npy`` (float, metres unless scaled) or an image file."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f'Depth file {str(path)!r} does not exist.',
+                              'Check the path.')
+    if path.suffix.lower() == '.npy':
+        stored = np.load(path, allow_pickle=False)
+        stored = np.squeeze(stored)
+    else:
+        stored = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+        if stored is None:
+            raise EvaluationError(f'OpenCV cannot read {str(path)!r} as an image.',
+                                  'Use a 16-bit PNG, a float TIFF/EXR or a .npy file.')
+    if stored.ndim not in (2, 3):
+        raise EvaluationError(f'{path.name} has shape {stored.shape}, not a depth map.',
+                              'Pass an (H, W) depth map.')
+    return decode_stored(stored, scale, fmt, invalid_value, what=path.name)
+
+
+def _decode_depth_msg(msg: Any, scale: float | None) -> np.ndarray:
+    try:
+        from depth_node.images import depth_to_metres
+    except ImportError:   # pragma: no cover - images.py is part of the package
+        depth_to_metres = None
+    if depth_to_metres is not None:
+        return depth_to_metres(msg, scale)
+    encoding = str(msg.encoding)
+    dtype = {'32FC1': np.float32, '16UC1': np.uint16, 'mono16': np.uint16}.get(encoding)
+    if dtype is None:
+        raise ImageFormatError(f'Image encoding {encoding!r} is not a depth encoding.',
+                               'Use 32FC1 (m) or 16UC1 (mm).')
+    dt = np.dtype(dtype).newbyteorder('>' if msg.is_bigendian else '<')
+    arr = np.frombuffer(bytes(msg.data), dtype=dt).reshape(msg.height, -1)[:, :msg.width]
+    default = 1.0 if encoding == '32FC1' else 0.001
+    return decode_stored(arr.astype(arr.dtype.newbyteorder('=')),
+                         default if scale is None else scale)
+
+
+def read_bag_depth(bag: str | Path, topic: str, scale: float | None) -> dict[int, np.ndarray]:
+    """All depth images of ``topic`` in ``bag``, keyed by header stamp (ns), in metres."""
+    from depth_node.errors import require
+    highlevel = require('rosbags.highlevel', 'reading bags in depth-node evaluate')
+    typesys = require('rosbags.typesys', 'reading bags in depth-node evaluate')
+    out: dict[int, np.ndarray] = {}
+    skipped = 0
+    store = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
+    with highlevel.AnyReader([Path(bag)], default_typestore=store) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            topics = sorted({c.topic for c in reader.connections})
+            raise EvaluationError(f'Topic {topic!r} is not in {str(bag)!r}.',
+                                  f'Topics in the bag: {", ".join(topics)}.')
+        for conn, timestamp, raw in reader.messages(connections=conns):
+            msg = reader.deserialize(raw, conn.msgtype)
+            stamp = getattr(getattr(msg, 'header', None), 'stamp', None)
+            key = (int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+                   if stamp is not None else int(timestamp))
+            try:
+                out[key] = _decode_depth_msg(msg, scale)
+            except InputError as exc:       # one bad frame: skip it, say so, go on
+                skipped += 1
+                print(f'depth-node evaluate: skipping a {topic} message at {key} ns: {exc}',
+                      file=sys.stderr)
+    if skipped and not out:
+        raise EvaluationError(f'None of the {skipped} messages on {topic!r} could be decoded.',
+                              'Check that the topic carries 16UC1/32FC1 depth images.')
+    return out
+
+
+def pair_by_stamp(pred: dict[int, Any], gt: dict[int, Any],
+                  max_dt_ns: int) -> list[tuple[int, int]]:
+    """Pairs (pred stamp, gt stamp): each ground truth with its nearest prediction."""
+    if not pred or not gt:
+        return []
+    pk = np.array(sorted(pred), dtype=np.int64)
+    pairs = []
+    for g in sorted(gt):
+        i = int(np.searchsorted(pk, g))
+        best = min((j for j in (i - 1, i) if 0 <= j < len(pk)), key=lambda j: abs(pk[j] - g))
+        if abs(int(pk[best]) - g) <= max_dt_ns:
+            pairs.append((int(pk[best]), g))
+    return pairs
+
+
+def mean_metrics(per_frame: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of per-frame metrics (KITTI convention); ``n_valid`` is the total."""
+    out: dict[str, Any] = {k: float(np.mean([m[k] for m in per_frame]))
+                           for k in METRIC_KEYS if k != 'n_valid'}
+    out['n_valid'] = int(sum(m['n_valid'] for m in per_frame))
+    out['n_frames'] = len(per_frame)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# plot
+# --------------------------------------------------------------------------------------------
+
+def _colorize(values: np.ndarray, lo: float, hi: float, cmap: int) -> np.ndarray:
+    ok = np.isfinite(values)
+    norm = np.zeros(values.shape, dtype=np.uint8)
+    if hi > lo:
+        norm[ok] = np.clip((values[ok] - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
+    bgr = cv2.applyColorMap(norm, cmap)
+    bgr[~ok] = 0
+    return bgr
+
+
+def write_plot(path: str | Path, pred: np.ndarray, gt: np.ndarray,
+               image: np.ndarray | None = None, max_rel_error: float = 0.5) -> Path:
+    """PNG with [image,] prediction, ground truth and |p-g|/g error map side by side.
+
+    :param pred: (H, W) aligned prediction in metres (NaN invalid), ground-truth size.
+    :param gt: (H, W) ground truth, metres.
+    :param image: optional (h, w, 3) BGR image, resized to (H, W).
+    """
+    h, w = gt.shape
+    finite = gt[np.isfinite(gt)]
+    lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+    turbo = getattr(cv2, 'COLORMAP_TURBO', cv2.COLORMAP_JET)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        err = np.abs(pred - gt) / gt
+    panels = []
+    if image is not None:
+        panels.append(cv2.resize(np.ascontiguousarray(image[..., :3]), (w, h),
+                                 interpolation=cv2.INTER_AREA))
+    panels += [_colorize(pred, lo, hi, turbo), _colorize(gt, lo, hi, turbo),
+               _colorize(err, 0.0, max_rel_error, cv2.COLORMAP_HOT)]
+    names = (['image'] if image is not None else []) + ['prediction', 'ground truth',
+                                                        f'|p-g|/g (0..{max_rel_error})']
+    for panel, name in zip(panels, names):
+        cv2.putText(panel, name, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+    path = Path(path)
+    if not cv2.imwrite(str(path), np.hstack(panels)):
+        raise EvaluationError(f'Cannot write the plot {str(path)!r}.',
+                              'Check the folder exists and the name ends in .png.')
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``evaluate`` subcommand."""
+    p = subparsers.add_parser(
+        'evaluate', help='compare predicted depth with ground truth',
+        description='Standard depth metrics (AbsRel, SqRel, RMSE, RMSE log, delta1..3) of a '
+                    'prediction against ground truth. Files: .npy float metres or 16-bit '
+                    'images with a scale; or a bag with --pred-topic and --gt-topic.')
+    p.add_argument('pred', help='predicted depth file (.npy / .png / .tiff) or a bag')
+    p.add_argument('gt', nargs='?', default=None,
+                   help='ground-truth depth file, or a bag (default: the PRED bag)')
+    p.add_argument('--pred-scale', type=float, default=None,
+                   help='metres per stored prediction value (required for integer images)')
+    p.add_argument('--gt-scale', type=float, default=None,
+                   help='metres per stored ground-truth value, e.g. 0.00390625 for KITTI '
+                        '(1/256), 0.0002 for TUM (1/5000), 0.001 for millimetres')
+    p.add_argument('--pred-format', choices=FORMATS, default='auto',
+                   help='stored prediction quirks (default auto)')
+    p.add_argument('--gt-format', choices=FORMATS, default='auto',
+                   help='stored ground-truth quirks: sun = SUN RGB-D bit rotation (mm), '
+                        'nyu-raw = NYU raw Kinect units')
+    p.add_argument('--invalid-value', type=float, default=None,
+                   help='stored value meaning "no measurement" besides 0/NaN, e.g. 65535')
+    p.add_argument('--align', choices=ALIGN_MODES, default='none',
+                   help='none; median (scale); scale-shift (least squares in depth); '
+                        'scale-shift-disparity (least squares in inverse depth, MiDaS: the '
+                        'prediction is an inverse-depth map)')
+    p.add_argument('--min-depth', type=float, default=1e-3, help='metres (default 0.001)')
+    p.add_argument('--max-depth', type=float, default=80.0, help='metres (default 80)')
+    p.add_argument('--crop', choices=CROPS, default='none', help='KITTI Garg or Eigen crop')
+    p.add_argument('--no-clamp', action='store_true',
+                   help='do not clamp the aligned prediction to [min-depth, max-depth]')
+    p.add_argument('--pred-topic', default=None, help='bag: prediction depth image topic')
+    p.add_argument('--gt-topic', default=None, help='bag: ground-truth depth image topic')
+    p.add_argument('--max-dt', type=float, default=0.01,
+                   help='bag: largest stamp difference of a pair, seconds (default 0.01)')
+    p.add_argument('--image', default=None, help='colour image for the --plot panel')
+    p.add_argument('--plot', default=None, metavar='OUT.png',
+                   help='write image | prediction | ground truth | error map as a PNG')
+    p.add_argument('--json', action='store_true', help='print one JSON object')
+    p.set_defaults(func=run)
+    return p
+
+
+def _print_table(metrics: dict[str, Any], out: Any = None) -> None:
+    out = out or sys.stdout
+    names = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
+    print('  '.join(f'{n:>9}' for n in names) + f'  {"n_valid":>9}', file=out)
+    print('  '.join(f'{metrics[n]:9.4f}' for n in names) + f'  {metrics["n_valid"]:9d}',
+          file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``depth-node evaluate``; returns the exit status."""
+    kwargs = dict(min_depth=args.min_depth, max_depth=args.max_depth, align=args.align,
+                  crop=args.crop, clamp=not args.no_clamp)
+    if args.pred_topic or args.gt_topic:
+        if not (args.pred_topic and args.gt_topic):
+            raise EvaluationError('A bag needs both --pred-topic and --gt-topic.',
+                                  'Name the prediction and the ground-truth depth topics.')
+        preds = read_bag_depth(args.pred, args.pred_topic, args.pred_scale)
+        gts = read_bag_depth(args.gt or args.pred, args.gt_topic, args.gt_scale)
+        pairs = pair_by_stamp(preds, gts, int(args.max_dt * 1e9))
+        if not pairs:
+            raise EvaluationError(
+                f'No prediction on {args.pred_topic} within {args.max_dt} s of a ground truth '
+                f'on {args.gt_topic} ({len(preds)} and {len(gts)} messages).',
+                'Check the topics, or raise --max-dt.')
+        per_frame = [compute_metrics(preds[p], gts[g], **kwargs) for p, g in pairs]
+        metrics = mean_metrics(per_frame)
+        last_pred, last_gt = preds[pairs[-1][0]], gts[pairs[-1][1]]
+    else:
+        if args.gt is None:
+            raise EvaluationError('No ground truth given.',
+                                  'Pass PRED GT files, or a bag with --pred-topic/--gt-topic.')
+        last_pred = load_depth_file(args.pred, args.pred_scale, args.pred_format,
+                                    args.invalid_value)
+        last_gt = load_depth_file(args.gt, args.gt_scale, args.gt_format, args.invalid_value)
+        metrics = compute_metrics(last_pred, last_gt, **kwargs)
+        metrics['n_frames'] = 1
+    if args.plot:
+        aligned = compute_metrics(last_pred, last_gt, return_aligned=True, **kwargs)['aligned']
+        image = None
+        if args.image:
+            image = cv2.imread(args.image, cv2.IMREAD_COLOR)
+            if image is None:
+                raise EvaluationError(f'Cannot read the image {args.image!r}.',
+                                      'Pass a PNG/JPEG colour image or leave out --image.')
+        write_plot(args.plot, aligned, last_gt, image)
+    if args.json:
+        print(json.dumps({k: v for k, v in metrics.items() if k != 'aligned'}))
+    else:
+        _print_table(metrics)
+        extra = {k: metrics[k] for k in ('scale', 'shift', 'n_frames') if k in metrics}
+        if extra:
+            print('  '.join(f'{k}={v:.6g}' for k, v in extra.items()))
+        if args.plot:
+            print(f'plot: {args.plot}')
+    return 0
