@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from depth_node.camera import CameraModel
-from depth_node.clouds import depth_to_cloud, make_pointcloud2
+from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
 from depth_node.errors import SizeMismatchError
 from depth_node.images import (colorize_depth, depth_to_metres, make_depth_image, make_image,
                                message_to_rgb)
@@ -279,8 +279,11 @@ class DepthPipeline:
         result.timings['encode_ms'] = (t1 - t0) * 1e3
         if depth is not None and 'points' in want:
             rgb = result.rgb if config.point_cloud_fields == 'xyzrgb' else None
+            # the cloud is written straight into the message payload: no copy on publish
+            buffer, payload = cloud_buffer(factory, depth.shape, with_rgb=rgb is not None,
+                                           decimation=config.point_decimation)
             cloud = depth_to_cloud(depth, result.camera.ray_table(), rgb=rgb,
-                                   decimation=config.point_decimation)
-            out['points'] = make_pointcloud2(factory, header, cloud)
+                                   decimation=config.point_decimation, out=buffer)
+            out['points'] = make_pointcloud2(factory, header, cloud, payload)
             result.timings['cloud_ms'] = (time.perf_counter() - t1) * 1e3
         return out

@@ -1,0 +1,44 @@
+"""`depth-node bench core`: runs at a tiny resolution and prints one sane JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from depth_node.bench import parse_resolution, run_core_bench
+from depth_node.cli import main
+
+KEYS = ('decode_ms', 'cloud_ms', 'message_ms', 'depth_encode_ms', 'memcpy_ms', 'cloud_ratio')
+
+
+@pytest.mark.parametrize('fields', ['xyz', 'xyzrgb'])
+def test_bench_core_json(capsys, fields):
+    status = main(['bench', 'core', '--resolution', '64x48', '--fields', fields,
+                   '--repeat', '5', '--json'])
+    assert status == 0
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1
+    result = json.loads(out)
+    for key in KEYS:
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert result['resolution'] == '64x48' and result['fields'] == fields
+    assert result['repeat'] == 5
+    assert result['cloud_bytes'] == 64 * 48 * (16 if fields == 'xyzrgb' else 12)
+    ratio = (result['cloud_ms'] + result['message_ms']) / result['memcpy_ms']
+    assert result['cloud_ratio'] == pytest.approx(ratio, rel=0.01, abs=0.01)
+
+
+def test_bench_core_decimation_and_16uc1():
+    result = run_core_bench(40, 30, repeat=3, decimation=4, depth_encoding='16UC1')
+    assert result['cloud_bytes'] == 10 * 8 * 12
+    assert result['depth_encoding'] == '16UC1'
+
+
+def test_bad_resolution(capsys):
+    with pytest.raises(SystemExit):
+        main(['bench', 'core', '--resolution', '640by480'])
+    assert 'WIDTHxHEIGHT' in capsys.readouterr().err
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_resolution('0x10')

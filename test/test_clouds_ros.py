@@ -1,0 +1,51 @@
+"""Agreement with sensor_msgs_py.point_cloud2 on real rclpy messages (ROS 2 machine only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from depth_node.clouds import depth_to_cloud, make_pointcloud2
+
+point_cloud2 = pytest.importorskip('sensor_msgs_py.point_cloud2',
+                                   reason='needs a ROS 2 installation (sensor_msgs_py)')
+
+
+@pytest.fixture(scope='module')
+def ros_factory():
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import (CameraInfo, CompressedImage, Image, PointCloud2, PointField,
+                                 RegionOfInterest)
+    from std_msgs.msg import Header
+
+    from depth_node.messages import MessageFactory, rclpy_byte_array, rclpy_float64_array
+    return MessageFactory(Header=Header, Time=Time, Image=Image,
+                          CompressedImage=CompressedImage, CameraInfo=CameraInfo,
+                          RegionOfInterest=RegionOfInterest, PointCloud2=PointCloud2,
+                          PointField=PointField, byte_array=rclpy_byte_array,
+                          float64_array=rclpy_float64_array)
+
+
+@pytest.mark.parametrize('with_rgb', [False, True])
+def test_read_points_agrees(ros_factory, with_rgb):
+    height, width = 3, 5
+    depth = np.arange(1, 16, dtype=np.float32).reshape(height, width)
+    depth[1, 2] = np.nan
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    rays = np.stack([(u - 2) / 4, (v - 1) / 4, np.ones_like(u)], axis=-1)
+    rgb = np.arange(height * width * 3, dtype=np.uint8).reshape(height, width, 3)
+    cloud = depth_to_cloud(depth, rays, rgb=rgb if with_rgb else None)
+    msg = make_pointcloud2(ros_factory, ros_factory.header(1, 2, 'cam'), cloud)
+    names = ('x', 'y', 'z', 'rgb') if with_rgb else ('x', 'y', 'z')
+    points = point_cloud2.read_points(msg, field_names=names, skip_nans=False)
+    flat = cloud.reshape(-1, len(names))
+    for index, name in enumerate(names):
+        got = np.asarray(points[name], dtype=np.float32).reshape(-1)
+        assert np.array_equal(got.view(np.uint32), flat[:, index].view(np.uint32)) or \
+            np.array_equal(got, flat[:, index], equal_nan=True)
+    # the same layout sensor_msgs_py builds itself from an (H*W,) structured array
+    reference = point_cloud2.create_cloud(msg.header, msg.fields,
+                                          [tuple(p) for p in flat.tolist()])
+    assert reference.point_step == msg.point_step
+    assert [f.name for f in reference.fields] == [f.name for f in msg.fields]
+    assert len(point_cloud2.read_points_list(msg, skip_nans=True)) == height * width - 1
