@@ -1,0 +1,127 @@
+"""PyTorch (eager) backend, for development and for hosts without ONNX Runtime.
+
+The network comes from :func:`depth_node.models.zoo.load_torch_model` (a zoo short name such as
+``depth-anything-v2-small``, a hub id, or a local checkpoint folder) or from a TorchScript file
+(``.pt``, ``.ts``, ``.torchscript``, ``.jit``), or is given as a ``torch.nn.Module``. It runs on
+CUDA when available, else on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from depth_node.backends.base import Backend
+from depth_node.errors import ModelError, require
+
+TORCHSCRIPT_SUFFIXES = ('.pt', '.pth', '.ts', '.torchscript', '.jit')
+
+
+def _first_tensor(output: Any) -> Any:
+    """The depth map of a model output (tensor, tuple/list, dict or ModelOutput)."""
+    if hasattr(output, 'predicted_depth'):
+        return output.predicted_depth
+    if isinstance(output, dict):
+        for key in ('predicted_depth', 'depth', 'output'):
+            if key in output:
+                return output[key]
+        return next(iter(output.values()))
+    if isinstance(output, (tuple, list)):
+        return output[0]
+    return output
+
+
+class TorchBackend(Backend):
+    """Run a PyTorch module eagerly."""
+
+    name = 'torch'
+
+    def __init__(self, model: Any, card: Any = None, *, device: str | None = None,
+                 precision: str = 'fp32', random_weights: bool = False,
+                 threads: int | None = None, log: Callable[[str], Any] = print) -> None:
+        """Load the module.
+
+        :param model: zoo short name, hub id, checkpoint folder, TorchScript file, or an
+            ``nn.Module`` mapping the normalised (1, 3, H, W) input to (1, H, W) depth.
+        :param card: the model card; None takes the card the zoo returns.
+        :param device: ``cuda`` or ``cpu`` (default: cuda when available).
+        :param precision: ``fp16`` runs the module in half precision on CUDA; the CPU runs fp32.
+        :param random_weights: zoo models only: random weights (benchmarks, offline tests).
+        :param threads: torch CPU threads (default: torch's own choice).
+        """
+        torch = require('torch', 'the torch backend')
+        self._torch = torch
+        zoo_card = None
+        if isinstance(model, torch.nn.Module):
+            module, label = model, type(model).__name__
+        else:
+            path = Path(str(model))
+            label = str(model)
+            if path.is_file() and path.suffix.lower() in TORCHSCRIPT_SUFFIXES:
+                try:
+                    module = torch.jit.load(str(path), map_location='cpu')
+                except Exception as exc:  # torch raises RuntimeError and others
+                    raise ModelError(f'Cannot load TorchScript file {path}: {exc}.',
+                                     'Give a file saved with torch.jit.save, or a zoo name.'
+                                     ) from exc
+            elif path.is_file():
+                raise ModelError(f'The torch backend cannot run {path} ({path.suffix} file).',
+                                 'Use the onnxruntime or tensorrt backend for ONNX/engine '
+                                 'files; the torch backend takes zoo names, hub ids, '
+                                 'checkpoint folders or TorchScript files.')
+            else:
+                try:
+                    from depth_node.models import zoo
+                except ImportError as exc:
+                    raise ModelError(f'The model zoo is not available: {exc}.',
+                                     'Give a TorchScript file instead.') from exc
+                size = (card.network_image_width, card.network_image_height) if (
+                    card is not None and card.network_image_width) else None
+                module, zoo_card = zoo.load_torch_model(str(model), random_weights=random_weights,
+                                                        input_size=size)
+        if card is None:
+            if zoo_card is None:
+                raise ModelError(f'No model card for the torch model {label}.',
+                                 'Give the card fields as overrides or a card file.')
+            card = zoo_card
+        super().__init__(model if not isinstance(model, torch.nn.Module) else label, card)
+        if device is None:
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        if device.startswith('cuda') and not torch.cuda.is_available():
+            raise ModelError('The torch backend was asked for CUDA but torch sees no GPU.',
+                             'Use device cpu, or install a CUDA build of torch.')
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = 'cuda' if device.startswith('cuda') else 'cpu'
+        self._device = torch.device(device)
+        self.precision = 'fp16' if (precision == 'fp16' and self.device == 'cuda') else 'fp32'
+        self._dtype = torch.float16 if self.precision == 'fp16' else torch.float32
+        self.module = module.eval().to(self._device, dtype=self._dtype) if not isinstance(
+            module, torch.jit.ScriptModule) else module.eval().to(self._device)
+        log(f'torch {torch.__version__}: {label} on {self.device} ({self.precision})')
+
+    def infer(self, tensor: Any) -> Any:
+        """Run one input; numpy in -> numpy out on the CPU, torch tensor out on CUDA."""
+        from depth_node.models.preprocess import output_to_2d
+        torch = self._torch
+        x = torch.from_numpy(tensor) if not isinstance(tensor, torch.Tensor) else tensor
+        x = x.to(self._device, dtype=self._dtype, non_blocking=True)
+        with torch.inference_mode():
+            out = _first_tensor(self.module(x))
+        out = output_to_2d(out).float()
+        if self.device == 'cpu':
+            return out.numpy()
+        return out
+
+    def info(self) -> dict[str, str]:
+        """Backend, device, precision, model, torch version."""
+        out = super().info()
+        out.update(torch=self._torch.__version__)
+        return out
+
+    def close(self) -> None:
+        """Drop the module (and free cached CUDA memory)."""
+        self.module = None
+        if self.device == 'cuda':
+            self._torch.cuda.empty_cache()

@@ -1,0 +1,145 @@
+"""``depth-node bench model``: per-stage timings of one depth network on one backend.
+
+Prints the medians of ``preprocess_ms``, ``inference_ms``, ``postprocess_ms``, ``total_ms``
+(the whole :meth:`DepthModel.predict` call) and ``overhead_ms = total_ms - inference_ms`` over
+``--repeat`` frames after ``--warmup`` frames, as a table or as JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+
+from depth_node.backends import BACKENDS
+from depth_node.errors import DepthNodeError, InputError
+from depth_node.models.card import add_card_arguments, card_overrides
+
+STAGES = ('preprocess_ms', 'inference_ms', 'postprocess_ms', 'total_ms', 'overhead_ms')
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split('x'))
+        if w < 2 or h < 2:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'resolution {text!r} is not WIDTHxHEIGHT, '
+                                         'e.g. 640x480') from None
+    return w, h
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``bench model`` (and the card override flags) to ``parser``."""
+    parser.add_argument('--model', required=True,
+                        help='model: .onnx or .engine file (torch backend: zoo name, hub id, '
+                             'checkpoint folder or TorchScript file)')
+    parser.add_argument('--backend', default='auto', choices=BACKENDS,
+                        help='inference backend (default: auto, logs which and why)')
+    parser.add_argument('--resolution', type=_resolution, default=(640, 480), metavar='WxH',
+                        help='camera image size (default 640x480)')
+    parser.add_argument('--repeat', type=int, default=30, help='timed frames (default 30)')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed frames first (default 3)')
+    parser.add_argument('--json', action='store_true', help='print one JSON object')
+    parser.add_argument('--image', default=None,
+                        help='image file to use, resized to --resolution (default: a '
+                             'deterministic synthetic image)')
+    parser.add_argument('--precision', choices=('fp16', 'fp32'), default='fp16',
+                        help='GPU precision (TensorRT, ORT TensorRT provider, torch on CUDA)')
+    parser.add_argument('--engine-cache-dir', default=None, help='TensorRT engine cache folder')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads for onnxruntime/torch (default: all usable cores)')
+    parser.add_argument('--random-weights', action='store_true',
+                        help='torch backend with a zoo name: random weights (no download)')
+    parser.add_argument('--no-self-test', dest='self_test', action='store_false',
+                        help='skip the golden self-test')
+    add_card_arguments(parser)
+    parser.set_defaults(func=run_model_bench)
+
+
+def _image(args: argparse.Namespace) -> np.ndarray:
+    w, h = args.resolution
+    if args.image:
+        bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f'Cannot read the image {args.image}.', 'Give a PNG or JPEG file.')
+        return cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (w, h),
+                          interpolation=cv2.INTER_AREA)
+    from depth_node.backends.base import reference_image
+    return reference_image({'kind': 'smooth', 'seed': 1}, w, h)
+
+
+def measure(model: Any, rgb: np.ndarray, repeat: int, warmup: int) -> dict[str, Any]:
+    """Run ``model.predict`` and return per-stage medians (and total p90) in milliseconds."""
+    for _ in range(max(0, warmup)):
+        model.predict(rgb)
+    rows: dict[str, list[float]] = {k: [] for k in STAGES}
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        _, _, timings = model.predict(rgb)
+        total = (time.perf_counter() - t0) * 1e3
+        for k in ('preprocess_ms', 'inference_ms', 'postprocess_ms'):
+            rows[k].append(timings[k])
+        rows['total_ms'].append(total)
+        rows['overhead_ms'].append(total - timings['inference_ms'])
+    out: dict[str, Any] = {k: round(statistics.median(v), 3) for k, v in rows.items()}
+    totals = sorted(rows['total_ms'])
+    out['total_p90_ms'] = round(totals[min(len(totals) - 1, int(0.9 * len(totals)))], 3)
+    out['fps'] = round(1e3 / out['total_ms'], 2) if out['total_ms'] > 0 else None
+    return out
+
+
+def run_model_bench(args: argparse.Namespace) -> int:
+    """Benchmark one model; prints a table or JSON. Returns the exit status."""
+    from depth_node.models.runner import open_model
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    options: dict[str, Any] = {'precision': args.precision, 'self_test': args.self_test,
+                               'engine_cache_dir': args.engine_cache_dir}
+    if args.threads:
+        options.update(intra_op_threads=args.threads, threads=args.threads)
+    if args.random_weights:
+        options['random_weights'] = True
+    model = open_model(args.model, card_overrides(args), args.backend,
+                       card_path=getattr(args, 'card_path', None), log=log, **options)
+    try:
+        rgb = _image(args)
+        stats = measure(model, rgb, args.repeat, args.warmup)
+    except DepthNodeError:
+        model.close()
+        raise
+    result = {'model': str(args.model), **model.info(),
+              'resolution': f'{rgb.shape[1]}x{rgb.shape[0]}', 'repeat': args.repeat,
+              'warmup': args.warmup, **stats}
+    model.close()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f'{result["model"]}: {result["backend"]} on {result["device"]} '
+              f'({result["precision"]}), image {result["resolution"]} -> network '
+              f'{result["network_size"]}, median of {args.repeat} frames')
+        for k in STAGES + ('total_p90_ms',):
+            print(f'  {k:<16}{stats[k]:10.3f}')
+        print(f'  {"fps":<16}{stats["fps"]:10.2f}')
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point (``python -m depth_node.models.bench``)."""
+    parser = argparse.ArgumentParser(prog='depth-node bench model', description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_model_bench(args)
+    except DepthNodeError as exc:
+        print(f'depth-node bench model: error: {exc}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
