@@ -37,7 +37,7 @@ def rclpy_byte_array(data: np.ndarray) -> array.array:
 def rclpy_float64_array(values: Any) -> array.array:
     """Wrap float64 values as ``array.array('d')`` for an rclpy ``float64[]`` field."""
     out = array.array('d')
-    out.frombytes(np.ascontiguousarray(values, dtype=np.float64).reshape(-1).data)
+    out.frombytes(np.ascontiguousarray(values, dtype=np.float64).reshape(-1).view(np.uint8))
     return out
 
 

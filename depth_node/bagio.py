@@ -1,0 +1,361 @@
+"""Reading and writing helpers of the ``depth-node bag`` tool (rosbags based, no ROS).
+
+- :func:`discover_cameras`: image + camera_info pairs found by image_transport sibling naming.
+- :func:`to_ros2`: ROS 1 ``sensor_msgs`` messages (as rosbags deserializes them from a ``.bag``)
+  converted to the ROS 2 Humble message classes of a :class:`~depth_node.messages.MessageFactory`.
+- :func:`peek_stamp_ns`: a message's ``header.stamp`` read from its serialized bytes, without
+  deserializing the payload (used to index big depth topics cheaply).
+- :class:`BagWriter`: a rosbag2 MCAP writer (metadata version 8, which ``ros2 bag`` on Humble
+  and Jazzy and Foxglove read) that registers connections on first use.
+
+``rosbags`` is optional for the package: it is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+import queue
+import struct
+import threading
+from typing import Any
+
+from depth_node.errors import DepthNodeError, InputError, require
+
+IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED = 'sensor_msgs/msg/CompressedImage'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+
+#: rosbag2 metadata version written: 8 keeps offered_qos_profiles a YAML string, which both
+#: Humble's and Jazzy's ``ros2 bag`` parse (version 9 writes a YAML list that Humble rejects).
+METADATA_VERSION = 8
+
+
+class UndeserializableMessageError(InputError):
+    """The serialized message cannot be decoded as its declared type (truncated, corrupt)."""
+
+    kind = 'undeserializable'
+
+
+@dataclass(frozen=True)
+class CameraTopics:
+    """One camera of a bag: its image topic, the camera_info topic paired with it and the
+    namespace its outputs go to.
+
+    :param image_topic: the image topic read (raw ``Image`` or ``CompressedImage``).
+    :param image_type: ``sensor_msgs/msg/Image`` or ``sensor_msgs/msg/CompressedImage``.
+    :param camera_info_topic: the sibling (or explicitly chosen) camera_info topic, or None.
+    :param namespace: the camera namespace, e.g. ``/camera/color`` for
+        ``/camera/color/image_raw`` and ``/camera/color/image_raw/compressed``.
+    """
+
+    image_topic: str
+    image_type: str
+    camera_info_topic: str | None
+    namespace: str
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the image topic carries ``sensor_msgs/CompressedImage``."""
+        return self.image_type == COMPRESSED
+
+    def output_topic(self, suffix: str) -> str:
+        """The output topic ``<namespace>/<suffix>`` (``suffix`` like ``depth/image``)."""
+        return f'{self.namespace.rstrip("/")}/{suffix}'
+
+
+def base_image_topic(topic: str, msgtype: str) -> str:
+    """The image_transport base topic: ``/a/image_raw/compressed`` -> ``/a/image_raw``."""
+    if msgtype == COMPRESSED and topic.endswith('/compressed'):
+        return topic[:-len('/compressed')]
+    return topic
+
+
+def camera_namespace(topic: str, msgtype: str = IMAGE) -> str:
+    """The namespace of an image topic: the parent of its image_transport base topic."""
+    parent = str(PurePosixPath(base_image_topic(topic, msgtype)).parent)
+    return parent if parent != '.' else '/'
+
+
+def sibling_camera_info(topic: str, msgtype: str = IMAGE) -> str:
+    """The camera_info topic image_transport pairs with an image topic."""
+    return f'{camera_namespace(topic, msgtype).rstrip("/")}/camera_info'
+
+
+def looks_like_depth(topic: str) -> bool:
+    """Whether a topic name suggests a depth image (``/camera/depth/...``, ``.../depth/image``).
+
+    Automatic discovery leaves these out: they are inputs for ``--depth-topic`` or
+    ``--sparse-depth-topic``, or the outputs of an earlier run.
+    """
+    return any('depth' in part for part in topic.lower().split('/'))
+
+
+def discover_cameras(topics: dict[str, str]) -> tuple[list[CameraTopics], list[str]]:
+    """Pair the image topics of a bag with camera_info topics by image_transport naming.
+
+    When an image exists both raw and as ``<image>/compressed``, the raw (lossless) topic is
+    chosen. Depth-looking topics (see :func:`looks_like_depth`) are left out.
+
+    :param topics: topic name -> message type.
+    :returns: (cameras with a sibling camera_info, image topics without one).
+    """
+    cameras: list[CameraTopics] = []
+    lonely: list[str] = []
+    raw_bases = {t for t, ty in topics.items() if ty == IMAGE}
+    for topic in sorted(topics):
+        msgtype = topics[topic]
+        if msgtype not in IMAGE_TYPES or looks_like_depth(topic):
+            continue
+        if msgtype == COMPRESSED and base_image_topic(topic, msgtype) in raw_bases \
+                and base_image_topic(topic, msgtype) != topic:
+            continue  # the raw sibling is used
+        info = sibling_camera_info(topic, msgtype)
+        if topics.get(info) == CAMERA_INFO:
+            cameras.append(CameraTopics(topic, msgtype, info, camera_namespace(topic, msgtype)))
+        else:
+            lonely.append(topic)
+    return cameras, lonely
+
+
+def describe_topics(topics: dict[str, str], counts: dict[str, int]) -> str:
+    """A listing of the image topics of a bag and what they pair with (for ``--list``)."""
+    cameras, lonely = discover_cameras(topics)
+    lines = ['cameras (image + camera_info, processed by default):']
+    for cam in cameras:
+        lines.append(f'  {cam.image_topic} [{cam.image_type.rsplit("/", 1)[-1]}, '
+                     f'{counts.get(cam.image_topic, 0)} msgs] + {cam.camera_info_topic} '
+                     f'-> outputs under {cam.namespace}')
+    if not cameras:
+        lines.append('  (none)')
+    lines.append('image topics without camera_info (need --image-topic and --camera-info '
+                 'FILE.yaml):')
+    lines.extend(f'  {t} [{counts.get(t, 0)} msgs]' for t in lonely)
+    if not lonely:
+        lines.append('  (none)')
+    other = [t for t, ty in sorted(topics.items()) if ty in IMAGE_TYPES
+             and t not in lonely and all(t != c.image_topic for c in cameras)]
+    if other:
+        lines.append('other image topics (compressed twins of raw topics, depth images: '
+                     'usable with --image-topic, --depth-topic or --sparse-depth-topic):')
+        lines.extend(f'  {t} [{topics[t].rsplit("/", 1)[-1]}, {counts.get(t, 0)} msgs]'
+                     for t in other)
+    return '\n'.join(lines)
+
+
+# -- reading ----------------------------------------------------------------------------------
+def open_reader(path: Path) -> Any:
+    """An (unopened) ``rosbags.highlevel.AnyReader`` for a ROS 1 ``.bag`` or a rosbag2 folder.
+
+    rosbag2 bags without embedded message definitions are read with the ROS 2 Humble types.
+    """
+    highlevel = require('rosbags.highlevel', 'reading bags')
+    typesys = require('rosbags.typesys', 'reading bags')
+    try:
+        return highlevel.AnyReader(
+            [Path(path)], default_typestore=typesys.get_typestore(typesys.Stores.ROS2_HUMBLE))
+    except Exception as exc:  # AnyReaderError, FileNotFoundError, ...
+        raise DepthNodeError(f'cannot open the bag {str(path)!r}: {exc}',
+                             'Give a ROS 1 .bag file or a rosbag2 folder (with metadata.yaml '
+                             'and its .mcap or .db3 file).') from exc
+
+
+def peek_stamp_ns(raw: bytes | memoryview, is2: bool) -> int | None:
+    """``header.stamp`` in ns of a serialized message whose first field is a std_msgs/Header.
+
+    ROS 2 CDR: 4-byte encapsulation header, then int32 sec, uint32 nanosec (byte order from
+    the encapsulation). ROS 1: uint32 seq, then uint32 sec, uint32 nsec, little endian.
+    Returns None when the bytes are too short.
+    """
+    data = bytes(raw[:12])
+    if len(data) < 12:
+        return None
+    if is2:
+        order = '<' if data[1] & 1 else '>'
+        sec, nanosec = struct.unpack(order + 'iI', data[4:12])
+    else:
+        sec, nanosec = struct.unpack('<II', data[4:12])
+    return sec * 1_000_000_000 + nanosec
+
+
+def deserialize(reader: Any, raw: bytes | memoryview, msgtype: str, topic: str) -> Any:
+    """Deserialize one message, raising :class:`UndeserializableMessageError` when it is bad."""
+    try:
+        return reader.deserialize(raw, msgtype)
+    except Exception as exc:  # AnyReaderError, struct.error, IndexError, ValueError ...
+        raise UndeserializableMessageError(
+            f'a {msgtype} message on {topic} cannot be deserialized ({len(raw)} bytes): '
+            f'{type(exc).__name__}: {exc}',
+            'The recording is corrupt or truncated at this message; it is skipped.') from exc
+
+
+def to_ros2(msg: Any, msgtype: str, factory: Any) -> Any:
+    """A ROS 1 Image / CompressedImage / CameraInfo as the factory's ROS 2 message.
+
+    ROS 1 headers carry a ``seq`` and CameraInfo spells ``D K R P`` in capitals; ROS 2 has no
+    seq and ``d k r p``. Payloads are shared, not copied. Other types are returned unchanged.
+    """
+    h = msg.header
+    header = factory.header(h.stamp.sec, h.stamp.nanosec, h.frame_id)
+    if msgtype == IMAGE:
+        return factory.Image(header=header, height=msg.height, width=msg.width,
+                             encoding=msg.encoding, is_bigendian=msg.is_bigendian,
+                             step=msg.step, data=msg.data)
+    if msgtype == COMPRESSED:
+        return factory.CompressedImage(header=header, format=msg.format, data=msg.data)
+    if msgtype == CAMERA_INFO:
+        roi = msg.roi
+        return factory.CameraInfo(
+            header=header, height=msg.height, width=msg.width,
+            distortion_model=msg.distortion_model,
+            d=factory.float64_array(_field(msg, 'd')),
+            k=factory.fixed_float64_array(_field(msg, 'k')),
+            r=factory.fixed_float64_array(_field(msg, 'r')),
+            p=factory.fixed_float64_array(_field(msg, 'p')),
+            binning_x=msg.binning_x, binning_y=msg.binning_y,
+            roi=factory.RegionOfInterest(x_offset=roi.x_offset, y_offset=roi.y_offset,
+                                         height=roi.height, width=roi.width,
+                                         do_rectify=roi.do_rectify))
+    return msg
+
+
+def _field(msg: Any, name: str) -> Any:
+    value = getattr(msg, name, None)
+    return getattr(msg, name.upper()) if value is None else value
+
+
+# -- writing ----------------------------------------------------------------------------------
+def output_qos() -> list[Any]:
+    """The offered QoS recorded for the output topics: reliable, volatile, keep last.
+
+    ``ros2 bag play`` republishes with it; reliable serves both reliable and best-effort
+    subscribers (rviz, Nav2). Durations 0 mean "default" (infinite) in rmw.
+    """
+    interfaces = require('rosbags.interfaces', 'writing bags')
+    from depth_node.parameters import BY_NAME
+    zero = interfaces.QosTime(sec=0, nsec=0)
+    return [interfaces.Qos(
+        history=interfaces.QosHistory.KEEP_LAST,
+        depth=int(BY_NAME['output_qos_depth'].default),
+        reliability=interfaces.QosReliability.RELIABLE,
+        durability=interfaces.QosDurability.VOLATILE,
+        deadline=zero, lifespan=zero,
+        liveliness=interfaces.QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=zero,
+        avoid_ros_namespace_conventions=False)]
+
+
+class BagWriter:
+    """Write CDR messages of one typestore into a new rosbag2 MCAP bag.
+
+    Connections are registered on first use with the message definition of the typestore
+    (Foxglove and ``ros2 bag`` decode with it). Messages are serialized in the caller's thread
+    (the serialized bytes are owned copies, so the pipeline may reuse its buffers at once);
+    with ``threaded=True`` the MCAP storage work (record framing, chunking, file writes) runs
+    in one background thread, in order, overlapping the next frame's inference. Use as a
+    context manager, or call :meth:`close` in a ``finally``: it drains the queue and writes
+    the index and metadata, so the bag is valid whatever happened before.
+
+    :param path: the output folder; must not exist.
+    :param typestore: the ROS 2 typestore the messages belong to.
+    :param custom_data: string key/values stored in metadata.yaml ``custom_data``.
+    :param threaded: write in a background thread (bounded queue of ``queue_size`` messages).
+    """
+
+    def __init__(self, path: Path, typestore: Any, custom_data: dict[str, str] | None = None,
+                 threaded: bool = True, queue_size: int = 32) -> None:
+        rosbag2 = require('rosbags.rosbag2', 'writing bags')
+        path = Path(path)
+        if path.exists():
+            raise DepthNodeError(f'the output {str(path)!r} exists already.',
+                                 'Choose a new output path or delete the old one.')
+        self.path = path
+        self.typestore = typestore
+        self._writer = rosbag2.Writer(path, version=METADATA_VERSION,
+                                      storage_plugin=rosbag2.StoragePlugin.MCAP)
+        for key, value in (custom_data or {}).items():
+            self._writer.set_custom_data(key, str(value))
+        self._writer.open()
+        self._connections: dict[tuple[str, str], Any] = {}
+        self._qos = output_qos()
+        self.counts: dict[str, int] = {}
+        self.closed = False
+        self._error: BaseException | None = None
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._queue = queue.Queue(maxsize=queue_size)
+            self._thread = threading.Thread(target=self._work, name='bag-writer', daemon=True)
+            self._thread.start()
+
+    def _connection(self, topic: str, msgtype: str, qos: list[Any] | None = None) -> Any:
+        key = (topic, msgtype)
+        conn = self._connections.get(key)
+        if conn is None:
+            conn = self._writer.add_connection(
+                topic, msgtype, typestore=self.typestore,
+                offered_qos_profiles=self._qos if qos is None else qos)
+            self._connections[key] = conn
+        return conn
+
+    def _store(self, topic: str, msgtype: str, data: Any, log_time_ns: int,
+               qos: list[Any] | None) -> None:
+        self._writer.write(self._connection(topic, msgtype, qos), int(log_time_ns), data)
+
+    def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self._store(*item)
+                except BaseException as exc:  # reported to the caller on its next call
+                    self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise DepthNodeError(f'writing {str(self.path)!r} failed: {error}',
+                                 'Check the free disk space and the output path.') from error
+
+    def write(self, topic: str, msg: Any, log_time_ns: int) -> int:
+        """Serialize ``msg`` (CDR, little endian) and write it; returns the bytes written."""
+        msgtype = msg.__msgtype__
+        data = self.typestore.serialize_cdr(msg, msgtype)
+        self.write_raw(topic, msgtype, data, log_time_ns)
+        return len(data)
+
+    def write_raw(self, topic: str, msgtype: str, data: bytes | memoryview, log_time_ns: int,
+                  qos: list[Any] | None = None) -> None:
+        """Write serialized CDR bytes (owned by the writer from now on: do not modify)."""
+        self._check()
+        if self._queue is not None:
+            self._queue.put((topic, msgtype, data, log_time_ns, qos))
+        else:
+            self._store(topic, msgtype, data, log_time_ns, qos)
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def close(self) -> None:
+        """Drain the queue, write the MCAP summary and metadata.yaml; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._thread is not None:
+            while True:     # even on Ctrl-C: the queued messages are part of the bag
+                try:
+                    self._queue.put(None)
+                    self._thread.join()
+                    break
+                except KeyboardInterrupt:
+                    continue
+        self._writer.close()
+        self._check()
+
+    def __enter__(self) -> BagWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

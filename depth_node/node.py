@@ -1,0 +1,613 @@
+"""The ROS 2 node: a thin rclpy lifecycle layer over the ROS-free pipeline.
+
+``depth_node`` subscribes to a camera (``image`` or ``image/compressed``, and ``camera_info``;
+``sparse_depth`` for ``scale_source: sparse_depth``) and publishes ``depth/image``,
+``depth/camera_info``, ``points``, ``depth/relative``, ``depth/colorized`` and ``/diagnostics``.
+See ``doc/ros_interface.md`` for topics, parameters and QoS.
+
+Threading: subscription callbacks only pair image and camera_info (:mod:`depth_node.sync`) and
+put the frame into a one-element latest-frame slot; a worker thread takes the newest frame,
+runs :class:`~depth_node.pipeline.DepthPipeline` and publishes. A frame replaced before the
+worker took it is dropped and counted, so latency stays bounded when the model is slower than
+the camera. Outputs without subscribers are not computed.
+
+This is the only module of the package that imports rclpy. Without a sourced ROS 2, importing
+it still works and :func:`main` exits with a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+import functools
+import os
+import sys
+import threading
+import traceback
+from typing import Any
+
+
+from depth_node import parameters
+from depth_node.diagnostics import NodeDiagnostics
+from depth_node.errors import DepthNodeError
+from depth_node.messages import (MessageFactory, rclpy_byte_array, rclpy_float64_array, stamp_ns,
+                                 stamp_of)
+from depth_node.ratelimit import ErrorReporter
+from depth_node.sync import Frame, FrameSync, LatestSlot, StampCache, SyncOutput
+
+NOT_SOURCED = ('depth_node: ROS 2 is not sourced (rclpy not importable): source '
+               '/opt/ros/<distro>/setup.bash, or use `depth-node bag` for offline processing')
+
+try:  # the only ROS imports of the package
+    import rclpy
+    from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+    from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile,
+                           ReliabilityPolicy)
+    try:  # Jazzy and newer
+        from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+    except ImportError:  # Humble
+        from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
+    try:
+        from rclpy.executors import ExternalShutdownException
+    except ImportError:  # very old rclpy: Ctrl-C only arrives as KeyboardInterrupt
+        class ExternalShutdownException(Exception):  # type: ignore[no-redef]
+            """Placeholder for rclpy versions without ExternalShutdownException."""
+    from rclpy.executors import MultiThreadedExecutor
+    from builtin_interfaces.msg import Time as TimeMsg
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                    SetParametersResult)
+    from sensor_msgs.msg import (CameraInfo, CompressedImage, Image, PointCloud2, PointField,
+                                 RegionOfInterest)
+    from std_msgs.msg import Header
+    _ROS_IMPORT_ERROR: ImportError | None = None
+except ImportError as _exc:
+    rclpy = None
+    LifecycleNode = object  # type: ignore[assignment,misc]
+    _ROS_IMPORT_ERROR = _exc
+
+#: output topic (relative name) -> message class name
+OUTPUT_TOPICS = {
+    'depth/image': 'Image',
+    'depth/camera_info': 'CameraInfo',
+    'points': 'PointCloud2',
+    'depth/relative': 'Image',
+    'depth/colorized': 'Image',
+}
+
+_MODEL_SUFFIXES = ('.onnx', '.engine', '.plan', '.trt', '.pt', '.pth', '.ts')
+
+
+def rclpy_factory() -> MessageFactory:
+    """The :class:`MessageFactory` of the rclpy message classes (array.array payloads)."""
+    return MessageFactory(Header=Header, Time=TimeMsg, Image=Image,
+                          CompressedImage=CompressedImage, CameraInfo=CameraInfo,
+                          RegionOfInterest=RegionOfInterest, PointCloud2=PointCloud2,
+                          PointField=PointField, byte_array=rclpy_byte_array,
+                          float64_array=rclpy_float64_array)
+
+
+def normalize_value(value: Any) -> Any:
+    """A parameter value as ``parameters.py`` expects it (array.array / tuple -> list)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            for v in value]
+
+
+def parameter_descriptor(spec: parameters.ParameterSpec) -> Any:
+    """The rcl_interfaces/ParameterDescriptor of one parameter (ranges, choices, read-only)."""
+    descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        shown = ', '.join(repr(c) if c else "'' (from the model card)" for c in spec.choices)
+        descriptor.additional_constraints = f'one of: {shown}'
+    if spec.min_value is not None or spec.max_value is not None:
+        if isinstance(spec.default, bool):
+            pass
+        elif isinstance(spec.default, int):
+            lo = int(spec.min_value) if spec.min_value is not None else -2**63
+            hi = int(spec.max_value) if spec.max_value is not None else 2**63 - 1
+            descriptor.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=0)]
+        elif isinstance(spec.default, float):
+            lo_f = float(spec.min_value) if spec.min_value is not None else -1.0e308
+            hi_f = float(spec.max_value) if spec.max_value is not None else 1.0e308
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=lo_f, to_value=hi_f, step=0.0)]
+    return descriptor
+
+
+def qos_profile(name: str, depth: int) -> Any:
+    """The QoS of an ``input_qos`` / ``output_qos`` value with a history depth."""
+    if name == 'sensor_data':
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                          reliability=ReliabilityPolicy.BEST_EFFORT,
+                          durability=DurabilityPolicy.VOLATILE)
+    if name == 'reliable':
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+    if name == 'system_default':
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                          reliability=ReliabilityPolicy.SYSTEM_DEFAULT,
+                          durability=DurabilityPolicy.SYSTEM_DEFAULT)
+    raise ValueError(f'unknown QoS {name!r}: use sensor_data, reliable or system_default')
+
+
+def model_options(values: Mapping[str, Any], log: Callable[[str], Any]) -> dict[str, Any]:
+    """Keyword arguments of ``open_model`` from the parameter values (same as the bag tool)."""
+    options: dict[str, Any] = {
+        'backend': values['backend'],
+        'precision': values['precision'],
+        'force_engine_update': values['force_engine_update'],
+        'allow_engine_build': values['allow_engine_build'],
+        'self_test': values['self_test'],
+        'log': log,
+    }
+    if values['engine_file_path']:
+        options['engine_cache_dir'] = values['engine_file_path']
+    if values['card_file_path']:
+        options['card_path'] = values['card_file_path']
+    return options
+
+
+def _default_open_model(model_path: str, overrides: dict[str, Any], **options: Any) -> Any:
+    from depth_node.models.runner import open_model
+    return open_model(model_path, overrides, **options)
+
+
+#: metric-layer parameter names (a change resets the per-camera scale state)
+_METRIC_NAMES = frozenset((
+    'scale_source', 'fixed_scale', 'fixed_shift', 'camera_height', 'ground_max_tilt_deg',
+    'ground_region', 'sparse_min_points', 'sparse_outlier_threshold', 'scale_smoothing',
+    'scale_max_jump', 'min_range', 'max_range', 'too_close', 'edge_threshold'))
+
+
+class DepthNode(LifecycleNode):
+    """Monocular depth as a managed (lifecycle) node named ``depth_node``."""
+
+    def __init__(self, node_name: str = 'depth_node', *,
+                 model_opener: Callable[..., Any] | None = None, **kwargs: Any) -> None:
+        """Declare the parameters; with ``autostart`` configure and activate after spin starts.
+
+        :param node_name: the node name.
+        :param model_opener: replaces ``depth_node.models.runner.open_model`` (tests).
+        :param kwargs: passed to ``rclpy.lifecycle.LifecycleNode`` (namespace,
+            parameter_overrides, cli_args, ...).
+        """
+        if _ROS_IMPORT_ERROR is not None:
+            raise RuntimeError(NOT_SOURCED) from _ROS_IMPORT_ERROR
+        super().__init__(node_name, **kwargs)
+        self._open_model = model_opener or _default_open_model
+        for spec in parameters.PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, parameter_descriptor(spec))
+        self._values = {spec.name: normalize_value(self.get_parameter(spec.name).value)
+                        for spec in parameters.PARAMETERS}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._factory = rclpy_factory()
+        self._reporter = ErrorReporter(self.get_logger().warning)
+        self.diagnostics = NodeDiagnostics()
+        self._sync = FrameSync(self._values['sync_policy'], self._values['sync_tolerance'])
+        self._sparse = StampCache()
+        self._slot = LatestSlot(on_drop=lambda _frame: self.diagnostics.frame_dropped())
+        self._qos_events: Counter[str] = Counter()
+        self._internal_seen: set[tuple[str, str]] = set()
+        self._model: Any | None = None
+        self._pipeline: Any | None = None
+        self._pending_config: tuple[Any, bool] | None = None
+        self._backend_info: dict[str, str] = {}
+        self._outputs: dict[str, Any] = {}
+        self._inputs: dict[str, Any] = {}
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._state = 'unconfigured'
+        self._image_topic = ''
+        self._configure_error = ''
+
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_timer = self.create_timer(self._values['diagnostics_period'],
+                                             self.publish_diagnostics)
+        self._autostart_timer = None
+        if self._values['autostart']:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # -- properties for tools and tests ----------------------------------------------------
+    @property
+    def state(self) -> str:
+        """The lifecycle state label this node is in."""
+        return self._state
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """A copy of the current parameter values."""
+        return dict(self._values)
+
+    @property
+    def error_counts(self) -> dict[str, int]:
+        """Errors counted by kind since start."""
+        return self._reporter.snapshot()
+
+    @property
+    def worker_alive(self) -> bool:
+        """Whether the worker thread runs."""
+        return self._worker is not None and self._worker.is_alive()
+
+    # -- parameters -------------------------------------------------------------------------
+    def _on_set_parameters(self, params: list[Any]) -> Any:
+        new = dict(self._values)
+        changed = []
+        for param in params:
+            if param.name in parameters.BY_NAME:
+                new[param.name] = normalize_value(param.value)
+                changed.append(param.name)
+        reasons = [r for name in changed if (r := parameters.validate(name, new[name]))]
+        before = set(parameters.validate_all(self._values))
+        reasons += [r for r in parameters.validate_all(new) if r not in before and
+                    r not in reasons]
+        if reasons:
+            return SetParametersResult(successful=False, reason='; '.join(reasons))
+        if not changed:
+            return SetParametersResult(successful=True)
+        old = self._values
+        self._values = new
+        self._apply_live_update(old, new, changed)
+        return SetParametersResult(successful=True)
+
+    def _apply_live_update(self, old: Mapping[str, Any], new: Mapping[str, Any],
+                           changed: list[str]) -> None:
+        if {'sync_policy', 'sync_tolerance'} & set(changed):
+            self._sync.configure(new['sync_policy'], new['sync_tolerance'])
+        if self._pipeline is not None:
+            from depth_node.pipeline import PipelineConfig
+            reset = bool(_METRIC_NAMES & set(changed))
+            self._pending_config = (PipelineConfig.from_values(new), reset)
+        if 'scale_source' in changed and self._state == 'active':
+            self._update_sparse_subscription()
+        self.get_logger().info('parameters updated: ' + ', '.join(
+            f'{name}={new[name]!r}' for name in changed))
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _autostart(self) -> None:
+        if self._autostart_timer is not None:
+            self._autostart_timer.cancel()
+        if self._state != 'unconfigured':
+            return
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().error(
+                'autostart: configure failed (see above); the node stays unconfigured. Fix '
+                'the parameters and configure it with: ros2 lifecycle set '
+                f'{self.get_fully_qualified_name()} configure')
+            return
+        self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate the parameters, load the model (with its self-test), create publishers."""
+        log = self.get_logger()
+        self._configure_error = ''
+
+        def fail(message: str) -> TransitionCallbackReturn:
+            self._configure_error = message.splitlines()[0]
+            log.error(message)
+            return TransitionCallbackReturn.FAILURE
+
+        values = dict(self._values)
+        reasons = parameters.validate_all(values)
+        if reasons:
+            return fail('configure failed: invalid parameters: ' + '; '.join(reasons))
+        path = values['model_file_path']
+        if not path:
+            return fail('configure failed: model_file_path is empty. Set it to an ONNX model '
+                        '(with its .card.yaml beside it) or a TensorRT .engine, e.g. `ros2 '
+                        'launch depth_node depth.launch.py model_file_path:=/path/model.onnx`; '
+                        '`depth-node export` writes both.')
+        if os.path.splitext(path)[1].lower() in _MODEL_SUFFIXES and not os.path.exists(path):
+            return fail(f'configure failed: model file {path!r} does not exist. Check '
+                        'model_file_path (absolute paths are safest in launch files).')
+        try:
+            from depth_node.pipeline import DepthPipeline, PipelineConfig
+            model = self._open_model(path, parameters.card_overrides(values),
+                                     **model_options(values, log.info))
+        except DepthNodeError as exc:
+            return fail(f'configure failed: cannot load model {path!r}: {exc}')
+        except Exception as exc:  # noqa: BLE001 - anything a backend raises must not crash
+            return fail(f'configure failed: unexpected {type(exc).__name__} while loading '
+                        f'model {path!r}: {exc}\n{traceback.format_exc()}')
+        self._model = model
+        self._pipeline = DepthPipeline(model, PipelineConfig.from_values(values), log=log.info)
+        self._pending_config = None
+        try:
+            info = model.info() if hasattr(model, 'info') else model.backend.info()
+            self._backend_info = {str(k): str(v) for k, v in info.items()}
+        except Exception:  # noqa: BLE001 - info is best effort
+            self._backend_info = {}
+        qos = qos_profile(values['output_qos'], values['output_qos_depth'])
+        classes = {'Image': Image, 'CameraInfo': CameraInfo, 'PointCloud2': PointCloud2}
+        for suffix, cls_name in OUTPUT_TOPICS.items():
+            events = PublisherEventCallbacks(
+                incompatible_qos=functools.partial(self._on_incompatible_qos, suffix))
+            self._outputs[suffix] = self.create_lifecycle_publisher(
+                classes[cls_name], suffix, qos, event_callbacks=events)
+        card = getattr(model, 'card', None)
+        log.info(f'configured: model {path!r} ({getattr(card, "name", "") or "no name"}, '
+                 f'{getattr(card, "output_kind", "?")}), '
+                 + ', '.join(f'{k}={v}' for k, v in self._backend_info.items()))
+        self._state = 'inactive'
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe, start the worker thread and enable the publishers."""
+        values = self._values
+        qos = qos_profile(values['input_qos'], values['input_qos_depth'])
+        if values['input_transport'] == 'compressed':
+            topic = self.resolve_topic_name('image') + '/compressed'
+            image_type = CompressedImage
+        else:
+            topic = 'image'
+            image_type = Image
+        self._image_topic = topic
+        self._inputs['image'] = self.create_subscription(
+            image_type, topic, self._on_image, qos, event_callbacks=self._sub_events('image'))
+        self._inputs['camera_info'] = self.create_subscription(
+            CameraInfo, 'camera_info', self._on_camera_info, qos,
+            event_callbacks=self._sub_events('camera_info'))
+        self._update_sparse_subscription()
+        self._stop.clear()
+        self._slot.reopen()
+        self._worker = threading.Thread(target=self._worker_loop, name='depth_node_worker',
+                                        daemon=True)
+        self._worker.start()
+        self._state = 'active'
+        self.get_logger().info(
+            f'active: {self.resolve_topic_name(topic)} + '
+            f'{self.resolve_topic_name("camera_info")} ({values["input_qos"]}, '
+            f'{values["sync_policy"]} sync)')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribe, stop the worker and disable the publishers."""
+        self._stop_processing()
+        self._state = 'inactive'
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Destroy the publishers and release the model (GPU memory)."""
+        self._release()
+        self._state = 'unconfigured'
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop everything and release the model, from any state."""
+        self._stop_processing()
+        self._release()
+        self._state = 'finalized'
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything; the node returns to unconfigured."""
+        self.get_logger().error(f'error while in state {state.label!r}: releasing everything')
+        self._stop_processing()
+        self._release()
+        self._state = 'unconfigured'
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        """Stop the worker and release the model, then destroy the node."""
+        self._stop_processing()
+        self._release()
+        super().destroy_node()
+
+    def _sub_events(self, name: str) -> Any:
+        return SubscriptionEventCallbacks(
+            incompatible_qos=functools.partial(self._on_incompatible_qos, name))
+
+    def _update_sparse_subscription(self) -> None:
+        wanted = self._values['scale_source'] == 'sparse_depth'
+        existing = self._inputs.get('sparse_depth')
+        if wanted and existing is None:
+            qos = qos_profile(self._values['input_qos'], self._values['input_qos_depth'])
+            self._inputs['sparse_depth'] = self.create_subscription(
+                Image, 'sparse_depth', self._on_sparse_depth, qos,
+                event_callbacks=self._sub_events('sparse_depth'))
+        elif not wanted and existing is not None:
+            self.destroy_subscription(self._inputs.pop('sparse_depth'))
+            self._sparse.clear()
+
+    def _stop_processing(self) -> None:
+        for sub in self._inputs.values():
+            self.destroy_subscription(sub)
+        self._inputs.clear()
+        self._stop.set()
+        self._slot.close()
+        worker, self._worker = self._worker, None
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=30.0)
+            if worker.is_alive():
+                self.get_logger().warning('the worker thread did not stop within 30 s (a '
+                                          'frame is still being processed)')
+        self._sync.clear()
+        self._sparse.clear()
+
+    def _release(self) -> None:
+        for pub in self._outputs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._outputs.clear()
+        model, self._model = self._model, None
+        self._pipeline = None
+        self._backend_info = {}
+        if model is not None:
+            try:
+                model.close()
+            except Exception as exc:  # noqa: BLE001 - freeing must not raise
+                self.get_logger().warning(f'closing the model failed: {exc}')
+
+    # -- input callbacks (executor threads: only pairing and hand-over) ----------------------
+    def _on_image(self, msg: Any) -> None:
+        self.diagnostics.image_received()
+        self._handle(self._sync.add_image(msg))
+
+    def _on_camera_info(self, msg: Any) -> None:
+        self._handle(self._sync.add_camera_info(msg))
+
+    def _on_sparse_depth(self, msg: Any) -> None:
+        self._sparse.add(msg)
+
+    def _handle(self, out: SyncOutput) -> None:
+        for error in out.errors:
+            self._reporter.report(error)
+        for frame in out.frames:
+            if self._values['scale_source'] == 'sparse_depth':
+                # sparse depth (e.g. a projected LiDAR scan) rarely shares the camera stamp:
+                # nearest within sync_tolerance, or the newest with sync_policy latest
+                tolerance = (None if self._values['sync_policy'] == 'latest' else
+                             int(self._values['sync_tolerance'] * 1e9))
+                frame.sparse_depth = self._sparse.nearest(stamp_ns(frame.image), tolerance)
+            self._slot.put(frame)
+
+    def _on_incompatible_qos(self, endpoint: str, info: Any) -> None:
+        self._qos_events[endpoint] += 1
+        kind = getattr(info, 'last_policy_kind', None)
+        try:  # rmw reports the policy as an int
+            policy = QoSPolicyKind(int(kind)).name
+        except (TypeError, ValueError):
+            policy = str(kind)
+        if endpoint in OUTPUT_TOPICS:
+            hint = (f'a subscriber of {endpoint} requests a QoS this node does not offer '
+                    f'({self._values["output_qos"]}); use output_qos reliable, or make the '
+                    'subscriber best effort.')
+        else:
+            hint = (f'the publisher of {endpoint} offers a QoS incompatible with input_qos '
+                    f'{self._values["input_qos"]!r}; use input_qos sensor_data (best effort '
+                    'receives from any publisher).')
+        self._reporter.report('incompatible_qos',
+                              f'incompatible QoS on {endpoint} (policy {policy}): {hint}')
+
+    # -- worker -----------------------------------------------------------------------------
+    def _worker_loop(self) -> None:
+        while not self._stop.is_set():
+            frame = self._slot.take(timeout=0.5)
+            if frame is None:
+                continue
+            self.process_frame(frame)
+
+    def wanted_outputs(self) -> list[str]:
+        """The outputs that have subscribers and are enabled (lazy computation)."""
+        values = self._values
+        want = []
+        for suffix, pub in list(self._outputs.items()):
+            if pub.get_subscription_count() == 0:
+                continue
+            if suffix == 'points' and not values['publish_points']:
+                continue
+            if suffix == 'depth/colorized' and not values['publish_colorized']:
+                continue
+            want.append(suffix)
+        return want
+
+    def process_frame(self, frame: Frame) -> bool:
+        """Run the pipeline on one frame and publish; never raises. Returns success."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            return False
+        try:
+            pending, self._pending_config = self._pending_config, None
+            if pending is not None:
+                pipeline.config = pending[0]
+                if pending[1]:
+                    pipeline.reset()
+            want = self.wanted_outputs()
+            if not want:
+                return False
+            result = pipeline.process(frame.image, frame.camera_info, frame.sparse_depth)
+            sec, nanosec = stamp_of(frame.image)
+            header = self._factory.header(sec, nanosec, frame.image.header.frame_id)
+            messages = pipeline.outputs(result, header, self._factory, want)
+            for suffix, msg in messages.items():
+                pub = self._outputs.get(suffix)
+                if pub is not None:
+                    pub.publish(msg)
+            latency = (self.get_clock().now().nanoseconds - stamp_ns(frame.image)) / 1e9
+            self.diagnostics.frame_published(result.timings, latency, result.scale,
+                                             result.metric)
+            if not messages:
+                self._reporter.report(
+                    'nothing_to_publish',
+                    f'frame produced none of the subscribed outputs {want}: '
+                    + ('a relative model without scale_source only publishes depth/relative '
+                       'and depth/colorized.' if not result.metric else 'check the outputs.'))
+            return bool(messages)
+        except DepthNodeError as exc:
+            self._reporter.report(exc)
+        except Exception as exc:  # noqa: BLE001 - the worker must keep serving
+            key = (type(exc).__name__, str(exc)[:200])
+            self._reporter.report('internal_error',
+                                  f'unexpected {type(exc).__name__} while processing a frame: '
+                                  f'{exc} (a bug: please report it with the traceback)')
+            if key not in self._internal_seen and len(self._internal_seen) < 100:
+                self._internal_seen.add(key)
+                self.get_logger().error(traceback.format_exc())
+        return False
+
+    # -- diagnostics ------------------------------------------------------------------------
+    def diagnostics_report(self) -> Any:
+        """The current :class:`~depth_node.diagnostics.DiagnosticsReport`."""
+        values = self._values
+        subscribers = sum(pub.get_subscription_count() for pub in self._outputs.values())
+        extra = {
+            'image topic': self.resolve_topic_name(self._image_topic or 'image'),
+            'sync policy': values['sync_policy'],
+            'images waiting for camera_info': self._sync.pending,
+            'output subscribers': subscribers,
+            'qos incompatible events': sum(self._qos_events.values()),
+            'scale_source': values['scale_source'],
+        }
+        if self._configure_error and self._state == 'unconfigured':
+            extra['configure error'] = self._configure_error
+        return self.diagnostics.report(state=self._state, errors=self._reporter.snapshot(),
+                                       backend_info=self._backend_info, extra=extra,
+                                       subscribers=subscribers if self._outputs else None)
+
+    def publish_diagnostics(self) -> None:
+        """Publish one diagnostic_msgs/DiagnosticArray on /diagnostics."""
+        try:
+            report = self.diagnostics_report()
+            levels = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN,
+                      2: DiagnosticStatus.ERROR, 3: DiagnosticStatus.STALE}
+            status = DiagnosticStatus(
+                level=levels[report.level], name=f'{self.get_name()}: monocular depth',
+                message=report.message,
+                hardware_id=self._backend_info.get('device', 'none'),
+                values=[KeyValue(key=k, value=v) for k, v in report.values])
+            msg = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                                  status=[status])
+            self._diag_pub.publish(msg)
+        except Exception as exc:  # noqa: BLE001 - diagnostics must never take the node down
+            self.get_logger().error(f'publishing diagnostics failed: {exc}',
+                                    throttle_duration_sec=30.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of ``ros2 run depth_node depth_node`` (Humble and Jazzy)."""
+    if _ROS_IMPORT_ERROR is not None:
+        raise SystemExit(NOT_SOURCED)
+    rclpy.init(args=args)
+    try:
+        node = DepthNode()
+    except Exception as exc:  # noqa: BLE001 - e.g. a parameter override of the wrong type
+        print(f'depth_node: cannot start: {type(exc).__name__}: {exc} (check the parameter '
+              'file against doc/ros_interface.md)', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

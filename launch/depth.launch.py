@@ -1,0 +1,112 @@
+"""Launch depth_node on a camera.
+
+    ros2 launch depth_node depth.launch.py image:=/camera/color/image_raw model_file_path:=/m.onnx
+
+camera_info defaults to the sibling of the image topic (``/camera/color/camera_info``).
+Parameters come from ``params_file`` (default: the package's ``config/depth_node.yaml``);
+launch arguments left empty keep the value of the params file, and parameters missing there
+keep the node's defaults (``depth_node/parameters.py``, the single place of every default).
+"""
+
+import os
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = 'depth_node'
+
+
+def default_params_file():
+    """config/depth_node.yaml of the installed package, or of the source tree."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return os.path.join(get_package_share_directory(PACKAGE), 'config', 'depth_node.yaml')
+    except Exception:  # not installed with colcon: use the source tree
+        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            'config', 'depth_node.yaml')
+
+
+def sibling_camera_info(image_topic):
+    """The camera_info topic beside an image topic (image_transport naming)."""
+    image_topic = image_topic.rstrip('/')
+    if '/' not in image_topic:
+        return 'camera_info'
+    return image_topic.rsplit('/', 1)[0] + '/camera_info'
+
+
+def _as_bool(text, name):
+    value = text.strip().lower()
+    if value in ('true', '1', 'yes', 'on'):
+        return True
+    if value in ('false', '0', 'no', 'off'):
+        return False
+    raise ValueError(f'launch argument {name} must be true or false, got {text!r}')
+
+
+def _launch_node(context, *args, **kwargs):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    image = arg('image')
+    camera_info = arg('camera_info') or sibling_camera_info(image)
+    overrides = {'use_sim_time': _as_bool(arg('use_sim_time'), 'use_sim_time')}
+    for name in ('model_file_path', 'engine_file_path', 'backend'):
+        if arg(name):
+            overrides[name] = arg(name)
+    if arg('autostart'):
+        overrides['autostart'] = _as_bool(arg('autostart'), 'autostart')
+    params_file = arg('params_file') or default_params_file()
+    return [Node(
+        package=PACKAGE,
+        executable='depth_node',
+        name='depth_node',
+        namespace=arg('namespace'),
+        output='screen',
+        emulate_tty=True,
+        parameters=[params_file, overrides],
+        remappings=[('image', image), ('camera_info', camera_info)],
+    )]
+
+
+def generate_launch_description():
+    """Arguments and the depth_node process."""
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            'namespace', default_value='',
+            description='Namespace of the node; its output topics (depth/image, points, ...) '
+                        'are created inside it.'),
+        DeclareLaunchArgument(
+            'image', default_value='/camera/color/image_raw',
+            description='Input image topic (sensor_msgs/Image). With input_transport '
+                        'compressed the node subscribes <image>/compressed.'),
+        DeclareLaunchArgument(
+            'camera_info', default_value='',
+            description='camera_info topic; empty = the sibling of the image topic '
+                        '(/camera/color/image_raw -> /camera/color/camera_info).'),
+        DeclareLaunchArgument(
+            'params_file', default_value='',
+            description='Parameter YAML file; empty = config/depth_node.yaml of this '
+                        'package (config/jetson_orin.yaml is the Jetson profile).'),
+        DeclareLaunchArgument(
+            'model_file_path', default_value='',
+            description='ONNX model (card beside it) or TensorRT engine; empty = the value '
+                        'in params_file.'),
+        DeclareLaunchArgument(
+            'engine_file_path', default_value='',
+            description='Where TensorRT engines built from the ONNX model are cached; empty '
+                        '= the value in params_file (default: beside the model).'),
+        DeclareLaunchArgument(
+            'backend', default_value='',
+            description='auto | tensorrt | onnxruntime | torch; empty = the value in '
+                        'params_file.'),
+        DeclareLaunchArgument(
+            'autostart', default_value='',
+            description='true: the node configures and activates itself; false: drive it '
+                        'with ros2 lifecycle / a lifecycle manager; empty = params_file.'),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value='false',
+            description='Use /clock (bag playback with --clock).'),
+        OpaqueFunction(function=_launch_node),
+    ])

@@ -1,0 +1,1 @@
+"""STAND-IN for the ROS 2 builtin_interfaces package (tests only)."""

@@ -1,0 +1,165 @@
+"""DepthNode on the rclpy STAND-IN: parameters declared, lifecycle transitions, autostart."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip('rosbags', reason='the rclpy stand-in builds messages with rosbags')
+
+from rclpy_standin import fire_timers, harness  # noqa: E402
+
+from depth_node import parameters  # noqa: E402
+from depth_node.errors import SelfTestError  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def ros():
+    with harness.standin_session() as node_module:
+        yield node_module
+
+
+@pytest.fixture
+def make_node(ros):
+    from rclpy import _graph
+    from rclpy.parameter import Parameter
+    nodes = []
+
+    def make(model=None, opener=None, **overrides):
+        overrides.setdefault('autostart', False)
+        params = [Parameter(k, value=v) for k, v in overrides.items()]
+        node = ros.DepthNode(parameter_overrides=params,
+                             model_opener=opener or (harness.opener_for(model)
+                                                     if model is not None else None))
+        nodes.append(node)
+        return node
+    yield make
+    for node in nodes:
+        node.destroy_node()
+    _graph.GRAPH.reset()
+
+
+def errors_logged(node):
+    return [m for _, sev, m in node.get_logger().records if sev == 'ERROR']
+
+
+def test_every_parameter_declared_with_descriptor(make_node):
+    node = make_node()
+    for spec in parameters.PARAMETERS:
+        value = node.get_parameter(spec.name).value
+        if spec.name != 'autostart':
+            assert value == spec.default, spec.name
+        descriptor = node.describe_parameter(spec.name)
+        assert descriptor.description == spec.description
+        assert descriptor.read_only == spec.read_only, spec.name
+        if spec.choices:
+            for choice in spec.choices:
+                assert repr(choice) in descriptor.additional_constraints
+        if spec.min_value is not None and isinstance(spec.default, float):
+            rng = descriptor.floating_point_range[0]
+            assert (rng.from_value, rng.to_value) == (spec.min_value, spec.max_value)
+        elif spec.min_value is not None and not isinstance(spec.default, bool):
+            rng = descriptor.integer_range[0]
+            assert (rng.from_value, rng.to_value) == (spec.min_value, spec.max_value)
+    assert node.get_name() == 'depth_node'
+    assert node.state == 'unconfigured'
+
+
+def test_configure_fails_clearly_on_missing_model_file(make_node, tmp_path):
+    from rclpy.lifecycle import TransitionCallbackReturn
+    node = make_node(model_file_path=str(tmp_path / 'nope.onnx'))
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert node.state == 'unconfigured' and node.current_state[1] == 'unconfigured'
+    assert any('does not exist' in m and 'nope.onnx' in m for m in errors_logged(node))
+    report = node.diagnostics_report()
+    assert report.level == 3 and 'unconfigured' in report.message         # STALE
+    assert 'nope.onnx' in report.as_dict()['configure error']
+
+
+def test_configure_fails_on_empty_model_path_with_autostart(make_node):
+    node = make_node(autostart=True)
+    fire_timers(node)                  # the one-shot autostart timer (and diagnostics)
+    assert node.state == 'unconfigured'
+    text = '\n'.join(errors_logged(node))
+    assert 'model_file_path is empty' in text and 'autostart: configure failed' in text
+    assert node.transitions == [('configure', 'failure', 'unconfigured')]
+
+
+def test_configure_fails_when_self_test_fails(make_node, tmp_path):
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    def opener(path, overrides, **options):
+        raise SelfTestError('self-test of tiny failed: max abs error 3.2 > 1e-3.',
+                            'Rebuild the engine with force_engine_update.')
+    model = tmp_path / 'm.onnx'
+    model.write_bytes(b'x')
+    node = make_node(opener=opener, model_file_path=str(model))
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert any('self-test of tiny failed' in m and 'force_engine_update' in m
+               for m in errors_logged(node))
+
+
+def test_configure_rejects_invalid_cross_parameter_values(make_node):
+    from rclpy.lifecycle import TransitionCallbackReturn
+    node = make_node(model=harness.FakeModel(), model_file_path='zoo-model',
+                     scale_source='ground_plane')
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert any('camera_height' in m for m in errors_logged(node))
+
+
+def test_lifecycle_with_real_tiny_onnx_model(make_node, tmp_path):
+    pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+    path = harness.build_tiny_onnx(tmp_path / 'tiny.onnx')
+    node = make_node(model_file_path=str(path), backend='onnxruntime')
+    assert node.trigger_configure() == R.SUCCESS and node.state == 'inactive'
+    info = node.diagnostics_report().as_dict()
+    assert info['backend backend'] == 'onnxruntime' and info['backend card'] == 'tiny-test-depth'
+    assert 'configure error' not in info
+    topics = sorted(p.topic_name for p in node.publishers)
+    assert topics == sorted(['/diagnostics', '/depth/image', '/depth/camera_info', '/points',
+                             '/depth/relative', '/depth/colorized'])
+    assert not node.subscriptions
+    assert node.trigger_activate() == R.SUCCESS and node.state == 'active'
+    assert sorted(s.topic_name for s in node.subscriptions) == ['/camera_info', '/image']
+    assert node.worker_alive
+    assert all(p.is_activated for p in node._outputs.values())
+    assert node.trigger_deactivate() == R.SUCCESS and node.state == 'inactive'
+    assert not node.subscriptions and not node.worker_alive
+    assert not any(p.is_activated for p in node._outputs.values())
+    assert node.trigger_activate() == R.SUCCESS and node.worker_alive
+    assert node.trigger_deactivate() == R.SUCCESS
+    assert node.trigger_cleanup() == R.SUCCESS and node.state == 'unconfigured'
+    assert [p.topic_name for p in node.publishers] == ['/diagnostics']
+    assert node._model is None
+    assert node.trigger_shutdown() == R.SUCCESS and node.state == 'finalized'
+
+
+def test_autostart_configures_activates_and_cleanup_frees_model(make_node):
+    model = harness.FakeModel()
+    node = make_node(model=model, autostart=True, model_file_path='zoo-model',
+                     engine_file_path='/tmp/engines', backend='torch', precision='fp32')
+    fire_timers(node)
+    assert node.state == 'active'
+    assert [t for t, _, _ in node.transitions] == ['configure', 'activate']
+    fire_timers(node)                      # one-shot: no second configure
+    assert len(node.transitions) == 2
+    path, overrides, options = node._open_model.calls[0]
+    assert path == 'zoo-model' and overrides == {}
+    assert options['backend'] == 'torch' and options['precision'] == 'fp32'
+    assert options['engine_cache_dir'] == '/tmp/engines'
+    assert options['self_test'] is True and 'card_path' not in options
+    assert node.trigger_shutdown().name == 'SUCCESS'
+    assert model.backend.closed and not node.worker_alive and node.state == 'finalized'
+
+
+def test_error_in_transition_releases_everything(make_node, monkeypatch):
+    model = harness.FakeModel()
+    node = make_node(model=model, model_file_path='zoo-model')
+    assert node.trigger_configure().name == 'SUCCESS'
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('boom')
+    monkeypatch.setattr(node, 'create_subscription', broken)
+    assert node.trigger_activate().name == 'ERROR'
+    assert node.state == 'unconfigured' and model.backend.closed
+    assert not node.worker_alive
