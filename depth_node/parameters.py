@@ -68,8 +68,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        read_only=True),
     _p('card_file_path', '', 'Model card to use when it is not beside the model file.', _MODEL,
        read_only=True),
-    _p('engine_file_path', '', 'Where the TensorRT engine built from the ONNX model is cached; '
-       'empty = beside the model, named after its cache key.', _MODEL, read_only=True),
+    _p('engine_file_path', '', 'TensorRT engine file (or folder) for the ONNX model; empty = '
+       '<model>.<precision>.engine beside the model, with its cache key in <engine>.json.',
+       _MODEL, read_only=True),
     _p('backend', 'auto', 'Inference backend; auto picks tensorrt > onnxruntime > torch by what '
        'is installed and whether a GPU is present, and logs why.', _MODEL,
        choices=('auto', 'tensorrt', 'onnxruntime', 'torch'), read_only=True),

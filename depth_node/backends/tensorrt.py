@@ -1,0 +1,242 @@
+"""TensorRT backend: a serialized engine bound by tensor name to torch CUDA tensors.
+
+Uses only the name-based I/O API present in TensorRT 8.5+ and 10.x (``num_io_tensors``,
+``get_tensor_name``, ``get_tensor_mode``, ``get_tensor_shape``, ``set_input_shape``,
+``set_tensor_address``, ``execute_async_v3``). Input and output live in preallocated torch CUDA
+tensors; the engine runs on a dedicated torch CUDA stream ordered after the caller's stream.
+
+``infer`` with a torch CUDA tensor returns the output as a torch CUDA tensor (no host copy: the
+consumer stays on the GPU); with a numpy array it copies the input up, and the output down once
+into a pinned host buffer, returned as a numpy view. Either result is a buffer reused by the next
+``infer`` call (see :class:`~depth_node.backends.base.Backend`).
+
+Given an ``.onnx`` file, the engine comes from the cache in :mod:`depth_node.models.engine`
+(rebuilt when the ONNX file, TensorRT version, GPU, precision or input shape changed). Given an
+``.engine`` file, its sidecar (if any) must match this machine.
+
+Importing this module needs neither TensorRT nor torch; constructing the backend does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from depth_node.backends.base import Backend
+from depth_node.errors import EngineError, ModelError, require
+from depth_node.models import engine as engines
+
+# TensorRT data type name -> torch dtype name (TensorRT 8.6 and 10.x names)
+_TORCH_DTYPES = {'FLOAT': 'float32', 'HALF': 'float16', 'INT32': 'int32', 'INT8': 'int8',
+                 'BOOL': 'bool', 'UINT8': 'uint8', 'INT64': 'int64', 'BF16': 'bfloat16'}
+
+
+def torch_dtype(trt_dtype: Any, torch: Any) -> Any:
+    """The torch dtype of a TensorRT ``DataType`` (by name, so 8.6 and 10.x both work)."""
+    name = getattr(trt_dtype, 'name', str(trt_dtype)).split('.')[-1]
+    if name not in _TORCH_DTYPES:
+        raise EngineError(f'Engine tensor type {name} is not supported by the TensorRT backend.',
+                          'Export the model with float32 input and output.')
+    return getattr(torch, _TORCH_DTYPES[name])
+
+
+class TensorRTBackend(Backend):
+    """Run a TensorRT engine on a CUDA GPU."""
+
+    name = 'tensorrt'
+    device = 'cuda'
+
+    def __init__(self, model_path: str | Path, card: Any, *, precision: str = 'fp16',
+                 engine_cache_dir: str | Path | None = None, force_engine_update: bool = False,
+                 allow_engine_build: bool = True, log: Callable[[str], Any] = print,
+                 workspace_mib: int | None = None, timing_cache: str | Path | None = None,
+                 device_index: int = 0, key_source: Any = None) -> None:
+        """Load (and if needed build) the engine.
+
+        :param model_path: ``.onnx`` (engine cached beside it or in ``engine_cache_dir``) or a
+            serialized ``.engine``/``.plan``/``.trt`` file.
+        :param card: the model card (input/output names and network size).
+        :param precision: ``fp16`` or ``fp32`` (engines built from ONNX).
+        :param engine_cache_dir: folder of cached engines (default: beside the ONNX file), or
+            an engine file path (``.engine``/``.plan``/``.trt``).
+        :param force_engine_update: rebuild even if the cached engine matches.
+        :param allow_engine_build: False: only use a matching cached engine, else EngineError.
+        :param log: progress and TensorRT warnings.
+        :param workspace_mib: builder workspace limit.
+        :param timing_cache: timing cache file (default ``<cache dir>/timing.cache``).
+        :param device_index: CUDA device.
+        :param key_source: engine-key machine facts (tests); default the real GPU.
+        """
+        super().__init__(model_path, card)
+        self._trt = require('tensorrt', 'the tensorrt backend')
+        self._torch = torch = require('torch', 'the tensorrt backend (CUDA buffers and streams)')
+        if not torch.cuda.is_available():
+            raise EngineError('The tensorrt backend needs a CUDA GPU, and torch sees none.',
+                              'Use the onnxruntime or torch backend on this machine.')
+        self.device = f'cuda:{device_index}' if device_index else 'cuda'
+        self._device = torch.device('cuda', device_index)
+        self._log = log
+        self.context = self.engine = None
+        key_source = key_source or engines.TensorRTKeySource(device_index)
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise ModelError(f'Model file {path} does not exist.',
+                             'Check model_file_path / engine_file_path.')
+        if path.suffix.lower() in engines.ENGINE_SUFFIXES:
+            engines.check_engine_for_machine(path, key_source)
+            sidecar = engines.read_sidecar(path)
+            self.precision = sidecar['key'].precision if sidecar else 'unknown'
+            self.engine_path = path
+        else:
+            engine_path = engines.resolve_engine_path(path, engine_cache_dir, precision)
+            if timing_cache is None:
+                timing_cache = engine_path.parent / 'timing.cache'
+            with torch.cuda.device(self._device):
+                self.engine_path, key = engines.ensure_engine(
+                    path, engine_path, precision=precision, workspace_mib=workspace_mib,
+                    timing_cache=timing_cache, force=force_engine_update,
+                    allow_build=allow_engine_build, key_source=key_source, log=log)
+            self.precision = key.precision
+        self._load()
+
+    # --- loading ----------------------------------------------------------------------------
+    def _load(self) -> None:
+        trt, torch = self._trt, self._torch
+        blob = self.engine_path.read_bytes()
+        self._trt_logger = trt.Logger(trt.Logger.WARNING)  # warnings and errors on stderr
+        self._runtime = trt.Runtime(self._trt_logger)
+        with torch.cuda.device(self._device):
+            self.engine = self._runtime.deserialize_cuda_engine(blob)
+            if self.engine is None:
+                raise EngineError(
+                    f'TensorRT {trt.__version__} cannot deserialize {self.engine_path}: the file '
+                    'is corrupt, truncated, or was built by another TensorRT version or for '
+                    'another GPU.',
+                    'Delete it and rebuild it on this machine (depth-node build-engine, or give '
+                    'the .onnx file and allow engine builds).')
+            self.context = self.engine.create_execution_context()
+            if self.context is None:
+                raise EngineError(f'TensorRT cannot create an execution context for '
+                                  f'{self.engine_path} (out of GPU memory?).',
+                                  'Free GPU memory or use a smaller model.')
+            self._bind()
+            self._stream = torch.cuda.Stream(device=self._device)
+        self._log(f'tensorrt {trt.__version__}: {self.engine_path.name} on '
+                  f'{torch.cuda.get_device_name(self._device)} ({self.precision}); input '
+                  f'{self._input_name} {tuple(self._input.shape)}, output {self._output_name} '
+                  f'{tuple(self._output.shape)}')
+
+    def _bind(self) -> None:
+        trt, torch, card = self._trt, self._torch, self.card
+        engine = self.engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if len(inputs) != 1:
+            raise EngineError(f'{self.engine_path} has {len(inputs)} inputs ({", ".join(inputs)})'
+                              '; the backend runs single-image networks.',
+                              'Export the model with one image input.')
+        self._input_name = inputs[0]
+        if card.input_name and card.input_name != self._input_name:
+            raise ModelError(f'The engine input is {self._input_name!r}, the card says '
+                             f'{card.input_name!r}.', 'Fix input_name in the model card.')
+        want = tuple(card.input_shape())
+        shape = tuple(engine.get_tensor_shape(self._input_name))
+        if any(d == -1 for d in shape):
+            if not self.context.set_input_shape(self._input_name, want):
+                raise EngineError(f'The engine does not accept the input shape {want} '
+                                  f'(profile {shape}).', "Rebuild it for the card's size.")
+        elif shape != want:
+            raise ModelError(f'The engine input {self._input_name!r} has shape {shape}, the card '
+                             f'implies {want}.',
+                             'Fix network_image_width/height/layout in the card, or rebuild.')
+        self._output_name = card.output_name or outputs[0]
+        if self._output_name not in outputs:
+            raise ModelError(f'The engine has no output {self._output_name!r} (it has '
+                             f'{", ".join(outputs)}).', 'Fix output_name in the model card.')
+        self._buffers = {}
+        for name in names:
+            dims = tuple(self.context.get_tensor_shape(name))
+            if any(d < 0 for d in dims):
+                raise EngineError(f'Engine tensor {name!r} has an unresolved shape {dims}.',
+                                  'Export the model with static shapes.')
+            dtype = torch_dtype(engine.get_tensor_dtype(name), torch)
+            buf = torch.empty(dims, dtype=dtype, device=self._device)
+            self._buffers[name] = buf
+            self.context.set_tensor_address(name, buf.data_ptr())
+        self._input = self._buffers[self._input_name]
+        self._output = self._buffers[self._output_name]
+        out2d = [d for d in self._output.shape if d != 1]
+        if len(out2d) != 2:
+            raise ModelError(f'The engine output {self._output_name!r} has shape '
+                             f'{tuple(self._output.shape)}, not one depth map.',
+                             'Export the model so it outputs (1, H, W).')
+        self._out_hw = tuple(out2d)
+        self._host_in = self._pinned(tuple(self._input.shape), self._input.dtype)
+        self._host_out = self._pinned(self._out_hw, torch.float32)
+
+    def _pinned(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A page-locked host buffer (fast, asynchronous copies to and from the GPU)."""
+        return self._torch.empty(shape, dtype=dtype, pin_memory=True)
+
+    # --- inference ---------------------------------------------------------------------------
+    def infer(self, tensor: Any) -> Any:
+        """Run one input; torch CUDA in -> torch CUDA out, numpy in -> numpy out (see module)."""
+        torch = self._torch
+        if self.context is None:
+            raise ModelError('The tensorrt backend is closed.', 'Load the model again.')
+        on_gpu = isinstance(tensor, torch.Tensor) and tensor.is_cuda
+        stream = self._stream
+        # after the caller's queued work: the input it produced, its reads of the last output
+        stream.wait_stream(torch.cuda.current_stream(self._device))
+        if on_gpu:
+            if tuple(tensor.shape) != tuple(self._input.shape):
+                raise ModelError(f'Input tensor shape {tuple(tensor.shape)} differs from the '
+                                 f'engine input {tuple(self._input.shape)}.',
+                                 'Preprocess with the same model card.')
+            with torch.cuda.stream(stream):
+                self._input.copy_(tensor, non_blocking=True)
+        else:
+            host = tensor if isinstance(tensor, torch.Tensor) else torch.from_numpy(
+                _as_float32(tensor))
+            if tuple(host.shape) != tuple(self._input.shape):
+                raise ModelError(f'Input tensor shape {tuple(host.shape)} differs from the '
+                                 f'engine input {tuple(self._input.shape)}.',
+                                 'Preprocess with the same model card.')
+            self._host_in.copy_(host)
+            with torch.cuda.stream(stream):
+                self._input.copy_(self._host_in, non_blocking=True)
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise EngineError(f'TensorRT execution failed for {self.engine_path.name}.',
+                              'See the TensorRT messages above.')
+        out = self._output.view(self._out_hw)
+        if out.dtype != torch.float32:
+            with torch.cuda.stream(stream):
+                out = out.float()
+        if on_gpu:
+            torch.cuda.current_stream(self._device).wait_stream(stream)
+            return out
+        with torch.cuda.stream(stream):
+            self._host_out.copy_(out, non_blocking=True)
+        stream.synchronize()
+        return self._host_out.numpy()
+
+    def info(self) -> dict[str, str]:
+        """Backend, device (GPU name), engine, precision, model, TensorRT version."""
+        out = super().info()
+        out.update(device=f'{self.device} ({self._torch.cuda.get_device_name(self._device)})',
+                   engine=str(self.engine_path), tensorrt=str(self._trt.__version__))
+        return out
+
+    def close(self) -> None:
+        """Release the context, engine and buffers (idempotent)."""
+        self.context = None
+        self.engine = None
+        self._buffers = {}
+        self._input = self._output = None
+
+
+def _as_float32(array: Any) -> Any:
+    import numpy as np
+    return np.ascontiguousarray(array, dtype=np.float32)

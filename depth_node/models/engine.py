@@ -1,0 +1,618 @@
+"""``depth-node build-engine``: ONNX -> serialized TensorRT engine, and the engine cache.
+
+An engine only runs on the TensorRT version and the GPU model that built it, and only computes
+what its ONNX file says at the precision and input shape it was built for. Every engine
+therefore gets a sidecar ``<engine>.json`` holding its :class:`EngineKey` (ONNX sha256,
+TensorRT version, GPU name and compute capability, precision, input shapes). Before an engine
+is used the key of the current machine and ONNX file is computed and compared: a mismatch
+rebuilds the engine, or raises :class:`EngineError` naming every differing field when building
+is disabled.
+
+The pure-Python parts (key, sidecar, decision, CLI) need neither TensorRT nor a GPU; the key's
+machine facts come from a *key source* (:class:`TensorRTKeySource` on a GPU host, a fake one in
+tests). The TensorRT parts use only API present in TensorRT 8.6 and 10.x: ``Builder`` ->
+``create_network`` (explicit batch flag on 8.x, the default on 10.x) -> ``OnnxParser`` ->
+``BuilderConfig`` (FP16 flag, workspace memory pool limit, timing cache, progress monitor on
+10.x) -> ``build_serialized_network``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from depth_node.errors import EngineError, ModelError, require
+
+PRECISIONS = ('fp16', 'fp32')
+DEFAULT_PRECISION = 'fp16'
+DEFAULT_WORKSPACE_MIB = 2048
+ENGINE_SUFFIXES = ('.engine', '.plan', '.trt')
+SIDECAR_VERSION = 1
+KEY_FIELDS = ('onnx_sha256', 'tensorrt_version', 'gpu_name', 'compute_capability', 'precision',
+              'input_shapes')
+# Layer kinds kept in FP32 in FP16 engines of ViT models (``--fp32-layers auto``):
+# LayerNorm (NORMALIZATION from opset-17 LayerNormalization; REDUCE + elementwise when it is
+# decomposed), softmax of attention. TensorRT 10.x warns that LayerNorm after self-attention
+# overflows in FP16 and ViT depth models were reported to compute wrong FP16 results.
+FP32_LAYER_TYPES = ('NORMALIZATION', 'SOFTMAX', 'REDUCE')
+
+
+# --- the cache key --------------------------------------------------------------------------
+@dataclass
+class EngineKey:
+    """What an engine was built from and for; equal keys mean the engine can be reused."""
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping (JSON)."""
+        data = asdict(self)
+        data['input_shapes'] = {k: [int(d) for d in v] for k, v in self.input_shapes.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineKey:
+        """Inverse of :meth:`to_dict`; :class:`EngineError` if fields are missing."""
+        missing = [k for k in KEY_FIELDS if k not in data]
+        if missing:
+            raise EngineError(f'Engine key lacks {", ".join(missing)}.',
+                              'Rebuild the engine with depth-node build-engine.')
+        shapes = {str(k): [int(d) for d in v] for k, v in dict(data['input_shapes']).items()}
+        return cls(str(data['onnx_sha256']), str(data['tensorrt_version']),
+                   str(data['gpu_name']), str(data['compute_capability']),
+                   str(data['precision']), shapes)
+
+    def differences(self, current: EngineKey) -> list[str]:
+        """Human-readable list of the fields where this (stored) key differs from ``current``."""
+        out = []
+        for name in KEY_FIELDS:
+            mine, theirs = getattr(self, name), getattr(current, name)
+            if name == 'input_shapes':
+                mine = {k: list(v) for k, v in mine.items()}
+                theirs = {k: list(v) for k, v in theirs.items()}
+            if mine != theirs:
+                if name == 'onnx_sha256':
+                    out.append(f'ONNX file changed (sha256 {str(mine)[:12]}... when built, '
+                               f'{str(theirs)[:12]}... now)')
+                else:
+                    out.append(f'{name.replace("_", " ")}: built for {mine}, now {theirs}')
+        return out
+
+
+class KeySource(Protocol):
+    """Where the machine-dependent parts of an :class:`EngineKey` come from."""
+
+    def tensorrt_version(self) -> str:
+        """The TensorRT version string."""
+
+    def gpu(self) -> tuple[str, str]:
+        """``(GPU name, compute capability 'major.minor')``."""
+
+
+class TensorRTKeySource:
+    """The real key source: ``tensorrt.__version__`` and the CUDA device seen by torch."""
+
+    def __init__(self, device: int = 0) -> None:
+        """:param device: CUDA device index."""
+        self.device = device
+
+    def tensorrt_version(self) -> str:
+        """The installed TensorRT version."""
+        return str(require('tensorrt', 'TensorRT engines').__version__)
+
+    def gpu(self) -> tuple[str, str]:
+        """Name and compute capability of the CUDA device."""
+        torch = require('torch', 'TensorRT engines (CUDA device queries)')
+        if not torch.cuda.is_available():
+            raise EngineError('No CUDA GPU is visible, so no TensorRT engine can be built or run.',
+                              'Run on a host with an NVIDIA GPU and driver, or use the '
+                              'onnxruntime / torch backend.')
+        major, minor = torch.cuda.get_device_capability(self.device)
+        return torch.cuda.get_device_name(self.device), f'{major}.{minor}'
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, plus of its ONNX external-data files when there are any."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with path.open('rb') as handle:
+            for block in iter(lambda: handle.read(chunk), b''):
+                digest.update(block)
+    except OSError as exc:
+        raise EngineError(f'Cannot read {path}: {exc}.', 'Check the path.') from exc
+    data = path.with_name(path.name + '.data')
+    if data.is_file():
+        with data.open('rb') as handle:
+            for block in iter(lambda: handle.read(chunk), b''):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_input_shapes(onnx_path: str | Path) -> dict[str, list[int]]:
+    """``{input name: shape}`` of an ONNX graph (dynamic dimensions as -1)."""
+    onnx = require('onnx', 'reading the ONNX input shapes for the engine key')
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise EngineError(f'{onnx_path} is not a readable ONNX file: {exc}.',
+                          'Export it again with depth-node export.') from exc
+    initializers = {i.name for i in model.graph.initializer}
+    return {i.name: [d.dim_value if d.HasField('dim_value') else -1
+                     for d in i.type.tensor_type.shape.dim]
+            for i in model.graph.input if i.name not in initializers}
+
+
+def compute_key(onnx_path: str | Path, precision: str = DEFAULT_PRECISION,
+                key_source: KeySource | None = None,
+                input_shapes: dict[str, list[int]] | None = None) -> EngineKey:
+    """The key an engine built now from ``onnx_path`` would have.
+
+    :param input_shapes: the shapes to build for; default the ONNX file's (static) shapes.
+    """
+    check_precision(precision)
+    source = key_source or TensorRTKeySource()
+    shapes = input_shapes if input_shapes is not None else onnx_input_shapes(onnx_path)
+    version = source.tensorrt_version()
+    gpu_name, capability = source.gpu()
+    return EngineKey(file_sha256(onnx_path), version, gpu_name, capability,
+                     precision, {k: [int(d) for d in v] for k, v in shapes.items()})
+
+
+def check_precision(precision: str) -> str:
+    """Return ``precision`` or raise :class:`EngineError` listing the supported ones."""
+    if precision not in PRECISIONS:
+        raise EngineError(f'Unsupported engine precision {precision!r}.',
+                          f'Use one of: {", ".join(PRECISIONS)}.')
+    return precision
+
+
+# --- sidecar and cache decision ---------------------------------------------------------------
+def sidecar_path(engine_path: str | Path) -> Path:
+    """``model.engine`` -> ``model.engine.json``."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + '.json')
+
+
+def write_sidecar(engine_path: str | Path, key: EngineKey, **extra: Any) -> Path:
+    """Write the key (and build facts in ``extra``) beside the engine, atomically."""
+    path = sidecar_path(engine_path)
+    data = {'version': SIDECAR_VERSION, 'key': key.to_dict(),
+            'built_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), **extra}
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + '\n')
+    os.replace(tmp, path)
+    return path
+
+
+def read_sidecar(engine_path: str | Path) -> dict[str, Any] | None:
+    """The sidecar mapping (with ``key`` as an :class:`EngineKey`), or None when there is none.
+
+    :raises EngineError: the sidecar exists but is not a valid one.
+    """
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get('key'), dict):
+            raise ValueError('no "key" mapping')
+    except (OSError, ValueError) as exc:
+        raise EngineError(f'The engine sidecar {path} is unreadable: {exc}.',
+                          f'Delete {path} and the engine, and build again.') from exc
+    data['key'] = EngineKey.from_dict(data['key'])
+    return data
+
+
+def cache_decision(engine_path: str | Path, key: EngineKey,
+                   force: bool = False) -> tuple[str, list[str]]:
+    """Whether the engine at ``engine_path`` can be used for ``key``.
+
+    :returns: ``('use', [])``, ``('build', [why])`` (no engine yet) or ``('rebuild', reasons)``
+        (forced, no or bad sidecar, or a key mismatch with one reason per differing field).
+    """
+    engine_path = Path(engine_path)
+    if not engine_path.is_file():
+        return 'build', [f'no engine at {engine_path}']
+    if force:
+        return 'rebuild', ['a rebuild was forced (force_engine_update)']
+    try:
+        sidecar = read_sidecar(engine_path)
+    except EngineError as exc:
+        return 'rebuild', [str(exc)]
+    if sidecar is None:
+        return 'rebuild', [f'the engine has no key file {sidecar_path(engine_path).name}, so '
+                           'what it was built for is unknown']
+    reasons = sidecar['key'].differences(key)
+    return ('rebuild', reasons) if reasons else ('use', [])
+
+
+def default_engine_path(onnx_path: str | Path, cache_dir: str | Path | None = None,
+                        precision: str = DEFAULT_PRECISION) -> Path:
+    """``x/model.onnx`` -> ``x/model.fp16.engine`` (or in ``cache_dir``).
+
+    One file per precision, so FP16 and FP32 engines coexist; a new TensorRT version, GPU or
+    ONNX file rebuilds that file in place (its sidecar says what it was built for).
+    """
+    onnx_path = Path(onnx_path)
+    folder = Path(cache_dir).expanduser() if cache_dir else onnx_path.parent
+    return folder / f'{onnx_path.stem}.{check_precision(precision)}.engine'
+
+
+def resolve_engine_path(onnx_path: str | Path, engine_file_or_dir: str | Path | None = None,
+                        precision: str = DEFAULT_PRECISION) -> Path:
+    """The engine path for an ONNX file: an explicit ``.engine``/``.plan``/``.trt`` file, else
+    :func:`default_engine_path` in the given folder (or beside the ONNX file).
+    """
+    if engine_file_or_dir and Path(engine_file_or_dir).suffix.lower() in ENGINE_SUFFIXES:
+        return Path(engine_file_or_dir).expanduser()
+    return default_engine_path(onnx_path, engine_file_or_dir, precision)
+
+
+def _copy_card(onnx_path: Path, engine_path: Path) -> None:
+    """Put the ONNX file's card beside the engine when they live apart."""
+    from depth_node.models.card import card_path_for
+    src, dst = card_path_for(onnx_path), card_path_for(engine_path)
+    if src.is_file() and src.resolve() != dst.resolve():
+        shutil.copyfile(src, dst)
+
+
+Builder = Callable[..., Any]
+
+
+def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, *,
+                  precision: str = DEFAULT_PRECISION, workspace_mib: int | None = None,
+                  timing_cache: str | Path | None = None, force: bool = False,
+                  allow_build: bool = True, key_source: KeySource | None = None,
+                  builder: Builder | None = None, fp32_layers: str = 'auto',
+                  log: Callable[[str], Any] = print) -> tuple[Path, EngineKey]:
+    """An engine for ``onnx_path`` that matches this machine: the cached one, or a new build.
+
+    :param engine_path: engine file, or a folder for :func:`default_engine_path`; default
+        beside the ONNX file.
+    :param force: rebuild even when the cached engine matches.
+    :param allow_build: False raises :class:`EngineError` instead of building.
+    :param key_source: machine facts (default :class:`TensorRTKeySource`).
+    :param builder: ``builder(onnx_path, engine_path, precision=..., workspace_mib=...,
+        timing_cache=..., fp32_layers=..., log=...)`` writes the engine; default
+        :func:`build_engine`.
+    :returns: ``(engine path, key)``; the sidecar and (if any) the ONNX card are beside it.
+    """
+    onnx_path = Path(onnx_path).expanduser()
+    if not onnx_path.is_file():
+        raise EngineError(f'ONNX file {onnx_path} does not exist.',
+                          'Export one with depth-node export, or check the path.')
+    engine_path = resolve_engine_path(onnx_path, engine_path, precision)
+    key = compute_key(onnx_path, precision, key_source)
+    action, reasons = cache_decision(engine_path, key, force)
+    if action == 'use':
+        log(f'engine cache hit: {engine_path} ({key.precision}, TensorRT '
+            f'{key.tensorrt_version}, {key.gpu_name})')
+        _copy_card(onnx_path, engine_path)
+        return engine_path, key
+    if not allow_build:
+        if action == 'build':
+            reasons += _other_engines(onnx_path, engine_path, key)
+        raise EngineError(
+            f'The TensorRT engine {engine_path} cannot be used for {onnx_path.name}: '
+            + '; '.join(reasons) + '.',
+            f'Build it on this machine with: depth-node build-engine {onnx_path} --output '
+            f'{engine_path} --precision {precision} (or allow engine builds).')
+    log(f'building TensorRT engine {engine_path}: ' + '; '.join(reasons))
+    _check_writable(engine_path)
+    (builder or build_engine)(onnx_path, engine_path, precision=precision,
+                              workspace_mib=workspace_mib, timing_cache=timing_cache,
+                              fp32_layers=fp32_layers, log=log)
+    if not engine_path.is_file() or engine_path.stat().st_size == 0:
+        raise EngineError(f'The engine build wrote no engine at {engine_path}.',
+                          'See the TensorRT messages above.')
+    write_sidecar(engine_path, key, onnx=str(onnx_path),
+                  workspace_mib=workspace_mib or DEFAULT_WORKSPACE_MIB, fp32_layers=fp32_layers)
+    _copy_card(onnx_path, engine_path)
+    return engine_path, key
+
+
+def _check_writable(engine_path: Path) -> None:
+    """Fail before a minutes-long build when the engine cannot be written."""
+    try:
+        engine_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EngineError(f'Cannot create the engine folder {engine_path.parent}: {exc}.',
+                          'Set engine_file_path (--engine-cache-dir) to a writable folder.'
+                          ) from exc
+    if not os.access(engine_path.parent, os.W_OK) or (
+            engine_path.exists() and not os.access(engine_path, os.W_OK)):
+        raise EngineError(f'Cannot write the engine {engine_path} (read-only location).',
+                          'Set engine_file_path (--engine-cache-dir) to a writable folder.')
+
+
+def _other_engines(onnx_path: Path, engine_path: Path, key: EngineKey) -> list[str]:
+    """Why the other engines of this model in the same folder do not fit (for the message)."""
+    notes = []
+    for other in sorted(engine_path.parent.glob(f'{onnx_path.stem}.*')):
+        if other == engine_path or other.suffix.lower() not in ENGINE_SUFFIXES:
+            continue
+        try:
+            sidecar = read_sidecar(other)
+        except EngineError:
+            sidecar = None
+        if sidecar is not None:
+            notes.append(f'{other.name} does not fit: '
+                         + ', '.join(sidecar['key'].differences(key)))
+    return notes
+
+
+def check_engine_for_machine(engine_path: str | Path, key_source: KeySource | None = None) -> None:
+    """For an engine given without its ONNX file: refuse one built elsewhere (if the sidecar says).
+
+    :raises EngineError: TensorRT version or GPU differ from this machine's.
+    """
+    sidecar = read_sidecar(engine_path)
+    if sidecar is None:
+        return
+    stored = sidecar['key']
+    source = key_source or TensorRTKeySource()
+    gpu_name, capability = source.gpu()
+    here = EngineKey(stored.onnx_sha256, source.tensorrt_version(), gpu_name, capability,
+                     stored.precision, stored.input_shapes)
+    reasons = stored.differences(here)
+    if reasons:
+        raise EngineError(f'The TensorRT engine {engine_path} was built elsewhere: '
+                          + '; '.join(reasons) + '.',
+                          'Rebuild it here from its ONNX file with depth-node build-engine, or '
+                          'give the .onnx file so it is rebuilt automatically.')
+
+
+# --- TensorRT build ----------------------------------------------------------------------
+class Heartbeat:
+    """Log ``message (N s)`` every ``interval_s`` until the block ends (TensorRT < 10)."""
+
+    def __init__(self, log: Callable[[str], Any], message: str, interval_s: float = 30.0) -> None:
+        """:param log: where to write. :param message: the text. :param interval_s: period."""
+        self.log, self.message, self.interval_s = log, message, interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.beats = 0
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.wait(self.interval_s):
+            self.beats += 1
+            self.log(f'{self.message} ({time.monotonic() - start:.0f} s)')
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, name='engine-build-heartbeat',
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _progress_monitor(trt: Any, log: Callable[[str], Any]) -> Any:
+    """A ``trt.IProgressMonitor`` logging top-level phases (TensorRT >= 10), else None."""
+    base = getattr(trt, 'IProgressMonitor', None)
+    if base is None:
+        return None
+
+    class _Monitor(base):
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.started: dict[str, float] = {}
+            self.last_log = 0.0
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.started[phase_name] = time.monotonic()
+            if parent_phase is None:
+                log(f'  TensorRT: {phase_name} ({num_steps} steps)')
+
+        def step_complete(self, phase_name, step):
+            now = time.monotonic()
+            if now - self.last_log > 15.0:
+                self.last_log = now
+                log(f'  TensorRT: {phase_name}: step {step + 1}')
+            return True
+
+        def phase_finish(self, phase_name):
+            begun = self.started.pop(phase_name, None)
+            if begun is not None and time.monotonic() - begun > 5.0:
+                log(f'  TensorRT: {phase_name} done ({time.monotonic() - begun:.0f} s)')
+
+    return _Monitor()
+
+
+def mark_fp32_layers(network: Any, trt: Any, types: tuple[str, ...] = FP32_LAYER_TYPES) -> int:
+    """Pin normalisation/softmax/reduce layers (and their outputs) to FP32; returns how many.
+
+    Only layers computing floating-point tensors are pinned (a REDUCE over integer shape
+    tensors must keep its type, or an FP32 constraint would fail the build). Works on anything
+    with ``num_layers``/``get_layer(i)`` whose layers have ``type``, ``precision``,
+    ``num_outputs``, ``get_output(i).dtype`` and ``set_output_type`` (TensorRT 8.6 and 10.x).
+    """
+    wanted = {getattr(trt.LayerType, name) for name in types if hasattr(trt.LayerType, name)}
+    floats = (trt.float32, trt.float16)
+    count = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type in wanted and all(layer.get_output(j).dtype in floats
+                                        for j in range(layer.num_outputs)):
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            count += 1
+    return count
+
+
+def _network_flags(trt: Any) -> int:
+    """Explicit batch: required on TensorRT 8.x, the only mode (flag deprecated) on 10.x."""
+    major = int(str(trt.__version__).split('.')[0])
+    flag = getattr(trt.NetworkDefinitionCreationFlag, 'EXPLICIT_BATCH', None)
+    return 1 << int(flag) if major < 10 and flag is not None else 0
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
+                 precision: str = DEFAULT_PRECISION, workspace_mib: int | None = None,
+                 timing_cache: str | Path | None = None, fp32_layers: str = 'auto',
+                 log: Callable[[str], Any] = print) -> Path:
+    """Build a TensorRT engine from an ONNX file with the TensorRT Python API.
+
+    :param precision: ``fp16`` (with FP32 normalisation/softmax when ``fp32_layers='auto'``)
+        or ``fp32``.
+    :param workspace_mib: workspace memory pool limit (default 2048 MiB).
+    :param timing_cache: file to load the timing cache from and save it back to.
+    :param fp32_layers: ``auto`` (keep LayerNorm/softmax/reduce in FP32 in FP16 builds) or
+        ``none``.
+    :raises EngineError: parse or build failure (with TensorRT's messages).
+    """
+    trt = require('tensorrt', 'building TensorRT engines')
+    check_precision(precision)
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    start = time.monotonic()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    log(f'parsing {onnx_path} (TensorRT {trt.__version__}) ...')
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineError(f'TensorRT cannot parse {onnx_path}: ' + ' | '.join(errors),
+                          'Export the model again (opset 17+) or use the onnxruntime backend.')
+    config = builder.create_builder_config()
+    workspace = int(workspace_mib or DEFAULT_WORKSPACE_MIB)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace << 20)
+    pinned = 0
+    if precision == 'fp16':
+        if not getattr(builder, 'platform_has_fast_fp16', True):
+            log('warning: this GPU has no fast FP16; the FP16 engine may not be faster')
+        config.set_flag(trt.BuilderFlag.FP16)
+        if fp32_layers == 'auto':
+            pinned = mark_fp32_layers(network, trt)
+            flag = getattr(trt.BuilderFlag, 'OBEY_PRECISION_CONSTRAINTS', None)
+            config.set_flag(flag if flag is not None
+                            else trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    cache = None
+    if timing_cache:
+        timing_cache = Path(timing_cache).expanduser()
+        blob = timing_cache.read_bytes() if timing_cache.is_file() else b''
+        cache = config.create_timing_cache(blob)
+        # False: refuse a cache from another TensorRT version or GPU instead of misusing it
+        if blob and (cache is None or not config.set_timing_cache(cache, False)):
+            log(f'timing cache {timing_cache} is from another TensorRT version or GPU; '
+                'starting a new one')
+            blob = b''
+            cache = config.create_timing_cache(blob)
+        if not blob:
+            config.set_timing_cache(cache, False)
+        log(f'timing cache {timing_cache} ({"loaded" if blob else "new"})')
+    monitor = _progress_monitor(trt, log)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    log(f'building {precision} engine for input '
+        + ', '.join(f'{network.get_input(i).name} {tuple(network.get_input(i).shape)}'
+                    for i in range(network.num_inputs))
+        + f', workspace {workspace} MiB'
+        + (f', {pinned} normalisation/softmax layers kept in FP32' if pinned else '')
+        + ' (this can take minutes) ...')
+    waiting = (Heartbeat(log, f'  still building {engine_path.name}') if monitor is None
+               else contextlib.nullcontext())
+    with waiting:
+        serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineError(f'TensorRT failed to build an engine from {onnx_path}.',
+                          'See the TensorRT messages above; try --precision fp32 or a larger '
+                          '--workspace.')
+    tmp = engine_path.with_name(engine_path.name + '.tmp')
+    with tmp.open('wb') as handle:
+        handle.write(memoryview(serialized))
+    os.replace(tmp, engine_path)
+    if cache is not None:
+        try:
+            Path(timing_cache).write_bytes(memoryview(config.get_timing_cache().serialize()))
+        except OSError as exc:
+            log(f'warning: timing cache not saved to {timing_cache}: {exc}')
+    log(f'engine {engine_path} written ({engine_path.stat().st_size / 2**20:.1f} MiB, '
+        f'{time.monotonic() - start:.0f} s)')
+    return engine_path
+
+
+# --- CLI --------------------------------------------------------------------------------
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``build-engine`` subcommand."""
+    parser = subparsers.add_parser(
+        'build-engine', help='build a TensorRT engine from an ONNX file',
+        description='Build a TensorRT engine from an ONNX file (export one with depth-node '
+                    'export). The engine is cached: a key file <engine>.json records the ONNX '
+                    'sha256, TensorRT version, GPU, precision and input shape, and a matching '
+                    'engine is reused instead of rebuilt.',
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('onnx', metavar='FILE.onnx', help='the ONNX model (static shape)')
+    parser.add_argument('--output', '-o', metavar='FILE.engine', default=None,
+                        help='engine to write (default: beside the ONNX file, '
+                             'MODEL.PRECISION.engine, where the node looks for it)')
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument('--precision', choices=PRECISIONS, default=DEFAULT_PRECISION,
+                       help="compute precision (the node's default is the same)")
+    group.add_argument('--fp16', dest='precision', action='store_const', const='fp16',
+                       help='same as --precision fp16')
+    group.add_argument('--fp32', dest='precision', action='store_const', const='fp32',
+                       help='same as --precision fp32')
+    parser.add_argument('--workspace', type=int, default=DEFAULT_WORKSPACE_MIB, metavar='MiB',
+                        help='workspace memory pool limit')
+    parser.add_argument('--timing-cache', metavar='PATH', default=None,
+                        help='timing cache file (read if present, written after the build)')
+    parser.add_argument('--fp32-layers', choices=('auto', 'none'), default='auto',
+                        help='auto: keep normalisation/softmax/reduce layers in FP32 in FP16 '
+                             'engines (ViT accuracy); none: let TensorRT choose')
+    parser.add_argument('--force', action='store_true',
+                        help='rebuild even when a matching engine exists')
+    parser.add_argument('--check', action='store_true',
+                        help='only report whether the cached engine matches; exit 1 if not')
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``depth-node build-engine``; returns the exit status."""
+    onnx_path = Path(args.onnx).expanduser()
+    if onnx_path.suffix.lower() in ENGINE_SUFFIXES:
+        raise ModelError(f'{onnx_path} is already an engine.',
+                         'Give the ONNX file it was built from.')
+    engine = (Path(args.output).expanduser() if args.output
+              else default_engine_path(onnx_path, None, args.precision))
+    if engine.suffix.lower() not in ENGINE_SUFFIXES:
+        raise ModelError(f'Engine output {engine} should end in .engine (or .plan/.trt).',
+                         'Name it like model.engine.')
+    if args.check:
+        if not onnx_path.is_file():
+            raise EngineError(f'ONNX file {onnx_path} does not exist.', 'Check the path.')
+        key = compute_key(onnx_path, args.precision)
+        action, reasons = cache_decision(engine, key)
+        print(f'{engine}: ' + ('up to date' if action == 'use' else '; '.join(reasons)))
+        return 0 if action == 'use' else 1
+    path, key = ensure_engine(onnx_path, engine, precision=args.precision,
+                              workspace_mib=args.workspace, timing_cache=args.timing_cache,
+                              force=args.force, fp32_layers=args.fp32_layers, log=_stderr)
+    print(path)
+    return 0
