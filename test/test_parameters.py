@@ -104,3 +104,13 @@ def test_markdown_table_lists_every_parameter():
     table = parameters.markdown_table()
     for spec in PARAMETERS:
         assert f'| `{spec.name}` |' in table
+
+
+def test_readme_parameter_table_is_generated_from_the_table():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    begin, end = '<!-- parameters:begin -->\n', '\n<!-- parameters:end -->'
+    assert begin in readme and end in readme
+    shown = readme.split(begin, 1)[1].split(end, 1)[0]
+    assert shown == parameters.markdown_table(), \
+        'README parameter table is stale: regenerate it with python -m depth_node.parameters'
