@@ -5,8 +5,15 @@ postprocess) -> metric layer (scale, REP 117 validity, edge filter) -> outputs (
 depth camera_info, organized point cloud, relative map, colorized preview).
 
 No I/O and no ROS here: messages are read by their fields and built with the caller's
-:class:`~depth_node.messages.MessageFactory`. Per-camera state (the camera model and its ray
-table, the scale smoother) lives in one :class:`CameraState` per distinct camera_info.
+:class:`~depth_node.messages.MessageFactory`.
+
+Per-camera state (the camera model at the image resolution, the scale smoother) lives in one
+:class:`CameraState` per camera stream, identified by the camera_info's ``header.frame_id``
+(or the calibration file's frame). Cameras that alternate (several image topics through one
+pipeline) keep a state each; a camera whose camera_info changes (recalibration, another
+resolution, binning or ROI) gets a new state that *replaces* its old one, so the scale
+smoother restarts with the new geometry. Bad input raises an
+:class:`~depth_node.errors.InputError` before any state is touched.
 """
 
 from __future__ import annotations
@@ -20,18 +27,24 @@ import numpy as np
 
 from depth_node.camera import CameraModel
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
-from depth_node.errors import SizeMismatchError
+from depth_node.errors import DepthNodeError, MissingCameraInfoError, SizeMismatchError
 from depth_node.images import (colorize_depth, depth_to_metres, make_depth_image, make_image,
                                message_to_rgb)
 from depth_node.metric import apply_validity, edge_filter, MetricConfig, MetricConverter, \
     ScaleReport
 
 OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'depth/relative', 'depth/colorized')
+OUTPUT_ENCODINGS = ('32FC1', '16UC1')
+POINT_CLOUD_FIELDS = ('xyz', 'xyzrgb')
 
 
 @dataclass
 class PipelineConfig:
-    """Settings of the pipeline; field names are the parameter names of ``parameters.py``."""
+    """Settings of the pipeline; field names are the parameter names of ``parameters.py``.
+
+    The defaults equal ``parameters.defaults()`` (a test checks it); build the config of a
+    node or tool with :meth:`from_values`.
+    """
 
     output_encoding: str = '32FC1'
     point_cloud_fields: str = 'xyz'
@@ -49,6 +62,26 @@ class PipelineConfig:
                                  for k, v in values.items() if k in metric_names})
         own = {f.name for f in fields(cls)} - {'metric'}
         return cls(metric=metric, **{k: v for k, v in values.items() if k in own})
+
+    def validate(self) -> PipelineConfig:
+        """Check the values; raises :class:`DepthNodeError` naming the bad parameter."""
+        def bad(name: str, why: str) -> DepthNodeError:
+            return DepthNodeError(f'Pipeline parameter {name}={getattr(self, name)!r} {why}.',
+                                  'Fix the parameter (see the parameter table in the README).')
+        if self.output_encoding not in OUTPUT_ENCODINGS:
+            raise bad('output_encoding', f'is not one of {OUTPUT_ENCODINGS}')
+        if self.point_cloud_fields not in POINT_CLOUD_FIELDS:
+            raise bad('point_cloud_fields', f'is not one of {POINT_CLOUD_FIELDS}')
+        decimation = self.point_decimation
+        if isinstance(decimation, bool) or not isinstance(decimation, (int, np.integer)) \
+                or decimation < 1:
+            raise bad('point_decimation', 'must be an integer >= 1')
+        lo, hi = self.colorize_min_depth, self.colorize_max_depth
+        if not (lo >= 0 and hi >= 0) or (hi and lo >= hi):
+            raise bad('colorize_min_depth', f'must be >= 0 and below colorize_max_depth={hi} '
+                      '(0 and 0 = automatic range)')
+        self.metric.validate()
+        return self
 
 
 @dataclass
@@ -70,10 +103,16 @@ class FrameResult:
 
 @dataclass
 class CameraState:
-    """Per-camera state: the camera model at image resolution and the scale smoother."""
+    """Per-camera state: the camera model at image resolution and the scale smoother.
+
+    ``key`` is the identity of the calibration and image size it was made for; ``metric``
+    the :class:`MetricConfig` its converter was built with.
+    """
 
     camera: CameraModel
     converter: MetricConverter | None
+    key: tuple = ()
+    metric: MetricConfig | None = None
 
 
 def _as_numpy(array: Any) -> np.ndarray:
@@ -84,7 +123,7 @@ def _as_numpy(array: Any) -> np.ndarray:
 
 
 def _camera_info_key(msg: Any) -> tuple:
-    """A cheap identity of a camera_info message's calibration content."""
+    """A cheap identity of a camera_info message's calibration content (stamp excluded)."""
     roi = msg.roi
     return (int(msg.width), int(msg.height), str(msg.distortion_model),
             np.asarray(msg.k, dtype=np.float64).tobytes(),
@@ -103,56 +142,107 @@ class DepthPipeline:
                  log: Callable[[str], None] = print, max_cameras: int = 8) -> None:
         """Create the pipeline.
 
-        :param model: a :class:`depth_node.models.runner.DepthModel`, or None for depth-only
-            use (:meth:`process_depth`).
-        :param config: pipeline settings (defaults of ``parameters.py`` when None).
-        :param log: where one-off notices go (e.g. an intrinsics rescale).
-        :param max_cameras: how many distinct camera_infos keep their state.
+        :param model: a :class:`depth_node.models.runner.DepthModel` (anything with ``card``
+            and ``predict(rgb) -> (raw, transform, timings)``), or None for depth-only use
+            (:meth:`process_depth`).
+        :param config: pipeline settings (the defaults of ``parameters.py`` when None);
+            validated here and whenever :attr:`config` is assigned.
+        :param log: where one-off notices go (an intrinsics rescale, a changed camera_info).
+        :param max_cameras: how many camera streams keep their state (oldest dropped).
         """
         self.model = model
-        self.config = config or PipelineConfig()
+        self.config = config if config is not None else PipelineConfig()
         self._log = log
-        self._max_cameras = max_cameras
-        self._states: dict[tuple, CameraState] = {}
+        self._max_cameras = max(1, int(max_cameras))
+        self._states: dict[str, CameraState] = {}
         self._noted: set[tuple] = set()
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The settings; assigning new ones validates them (the node does on live updates).
+
+        Camera states whose converter was built with other metric settings rebuild it on
+        their next frame (the smoother restarts), so a changed ``min_range`` or
+        ``scale_source`` takes effect even without :meth:`reset`.
+        """
+        return self._config
+
+    @config.setter
+    def config(self, config: PipelineConfig) -> None:
+        self._config = config.validate()
+
+    @property
+    def states(self) -> dict[str, CameraState]:
+        """The camera states by stream (camera frame_id), oldest first (read-only copy)."""
+        return dict(self._states)
 
     # -- per-camera state -------------------------------------------------------------------
     def camera_state(self, camera_info: Any, width: int, height: int) -> CameraState:
         """The state for this camera_info at an image size of ``width`` x ``height``.
 
-        Raises the camera module's errors for an unusable camera_info, and
+        Raises the camera module's errors for an unusable camera_info
+        (:class:`~depth_node.errors.CameraInfoError`,
+        :class:`~depth_node.errors.UncalibratedCameraError`) and
         :class:`SizeMismatchError` when the image size cannot be reconciled with it.
         """
-        key = (_camera_info_key(camera_info), width, height, self.config.image_is_rectified)
-        state = self._states.get(key)
-        if state is not None:
-            return state
-        camera = CameraModel.from_camera_info(camera_info,
-                                              rectified=self.config.image_is_rectified)
-        return self._new_state(key, camera, width, height)
+        rectified = bool(self._config.image_is_rectified)
+        key = (_camera_info_key(camera_info), int(width), int(height), rectified)
+        stream = str(camera_info.header.frame_id)
+        state = self._states.get(stream)
+        if state is not None and state.key == key:
+            return self._fresh(state)
+        camera = CameraModel.from_camera_info(camera_info, rectified=rectified)
+        return self._new_state(stream, key, camera, width, height, replaced=state is not None)
 
     def state_for_camera(self, camera: CameraModel, width: int, height: int) -> CameraState:
         """The state for a camera model given directly (calibration file, no camera_info)."""
-        key = (camera.key, width, height, camera.rectified)
-        state = self._states.get(key)
-        return state if state is not None else self._new_state(key, camera, width, height)
+        key = (camera.key, camera.frame_id, int(width), int(height))
+        stream = camera.frame_id
+        state = self._states.get(stream)
+        if state is not None and state.key == key:
+            return self._fresh(state)
+        return self._new_state(stream, key, camera, width, height, replaced=state is not None)
 
-    def _new_state(self, key: tuple, camera: CameraModel, width: int,
-                   height: int) -> CameraState:
-        matched, rescaled = camera.matched_to_image(width, height)
-        if rescaled and key[0] not in self._noted:
-            self._noted.add(key[0])
-            self._log(f'camera_info is {camera.width}x{camera.height} but the images are '
-                      f'{width}x{height} (same aspect ratio): scaling the intrinsics to the '
-                      f'image size. Publish a camera_info that matches the image to silence '
-                      f'this.')
+    def _fresh(self, state: CameraState) -> CameraState:
+        """The state, with its converter rebuilt if the metric settings changed."""
+        metric = self._config.metric
+        if state.metric is not metric and self.model is not None:
+            if state.metric != metric:
+                state.converter = MetricConverter(self.model.card, metric)
+            state.metric = metric
+        return state
+
+    def _note(self, key: tuple, message: str) -> None:
+        """Log ``message`` once per ``key`` (bounded memory)."""
+        if key in self._noted:
+            return
+        if len(self._noted) >= 256:
+            self._noted.clear()
+        self._noted.add(key)
+        self._log(message)
+
+    def _new_state(self, stream: str, key: tuple, camera: CameraModel, width: int,
+                   height: int, replaced: bool) -> CameraState:
+        matched, rescaled = camera.matched_to_image(width, height)   # may raise: no change
+        if rescaled:
+            self._note(('rescaled', key),
+                       f'camera_info of {stream!r} is {camera.image_width}x'
+                       f'{camera.image_height} but the images are {width}x{height} (same '
+                       'aspect ratio): scaling the intrinsics to the image size. Publish a '
+                       'camera_info that matches the image to silence this.')
+        if replaced:
+            self._note(('replaced', key),
+                       f'camera_info of {stream!r} changed (now {matched!r}): new camera '
+                       'state, the metric scale smoother restarts.')
         converter = None
+        metric = self._config.metric
         if self.model is not None:
-            converter = MetricConverter(self.model.card, self.config.metric)
-        state = CameraState(camera=matched, converter=converter)
-        if len(self._states) >= self._max_cameras:
+            converter = MetricConverter(self.model.card, metric)
+        state = CameraState(camera=matched, converter=converter, key=key, metric=metric)
+        self._states.pop(stream, None)
+        while len(self._states) >= self._max_cameras:
             self._states.pop(next(iter(self._states)))
-        self._states[key] = state
+        self._states[stream] = state
         return state
 
     def reset(self) -> None:
@@ -165,6 +255,9 @@ class DepthPipeline:
                 camera: CameraModel | None = None) -> FrameResult:
         """Run the model on one image (Image or CompressedImage) with its camera_info.
 
+        :param sparse_depth_msg: metric depth image aligned to the image (any size of the
+            same aspect ratio), used when ``scale_source`` is ``sparse_depth``; ignored (not
+            even decoded) otherwise.
         :param camera: a camera model to use instead of ``camera_info_msg``.
         :raises depth_node.errors.InputError: for bad input; the caller counts and skips it.
         """
@@ -176,7 +269,7 @@ class DepthPipeline:
         height, width = rgb.shape[:2]
         state = self._state(camera_info_msg, camera, width, height)
         sparse = None
-        if sparse_depth_msg is not None:
+        if sparse_depth_msg is not None and self._wants_sparse():
             sparse = self._sparse_depth(sparse_depth_msg, width, height)
         t1 = time.perf_counter()
         timings['decode_ms'] = (t1 - t0) * 1e3
@@ -188,6 +281,10 @@ class DepthPipeline:
         return FrameResult(depth=depth, relative=relative, rgb=rgb, camera=state.camera,
                            scale=report, timings=timings)
 
+    def _wants_sparse(self) -> bool:
+        return self._config.metric.scale_source == 'sparse_depth' and \
+            getattr(self.model.card, 'output_kind', '') != 'metric_depth'
+
     def process_depth(self, depth_msg: Any, camera_info_msg: Any | None = None,
                       image_msg: Any | None = None, *,
                       camera: CameraModel | None = None) -> FrameResult:
@@ -198,7 +295,9 @@ class DepthPipeline:
         """
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        depth = np.array(depth_to_metres(depth_msg), dtype=np.float32, copy=True)
+        depth = depth_to_metres(depth_msg)    # a new float32 array: filtered in place below
+        if not depth.flags.writeable:
+            depth = depth.copy()
         height, width = depth.shape
         state = self._state(camera_info_msg, camera, width, height)
         rgb = None
@@ -211,10 +310,10 @@ class DepthPipeline:
                     'size, or xyz point clouds.')
         t1 = time.perf_counter()
         timings['decode_ms'] = (t1 - t0) * 1e3
-        metric = self.config.metric
-        apply_validity(depth, metric.min_range, metric.max_range, metric.too_close)
+        metric = self._config.metric
         if metric.edge_threshold > 0:
             edge_filter(depth, metric.edge_threshold)
+        apply_validity(depth, metric.min_range, metric.max_range, metric.too_close)
         timings['metric_ms'] = (time.perf_counter() - t1) * 1e3
         return FrameResult(depth=depth, relative=None, rgb=rgb, camera=state.camera,
                            scale=None, timings=timings)
@@ -224,7 +323,6 @@ class DepthPipeline:
         if camera is not None:
             return self.state_for_camera(camera, width, height)
         if camera_info_msg is None:
-            from depth_node.errors import MissingCameraInfoError
             raise MissingCameraInfoError(
                 'no camera_info for this image.',
                 'Publish the camera_info topic beside the image topic, or give a calibration '
@@ -250,26 +348,44 @@ class DepthPipeline:
         """Build the output messages for ``result``, only those named in ``want``.
 
         Metric outputs (depth/image, depth/camera_info, points) are built only when the frame
-        is metric; depth/relative only when it is not. Adds ``encode_ms`` / ``cloud_ms`` to
-        ``result.timings``.
+        is metric; depth/relative only when it is not (a unitless map is never published as
+        metres). depth/colorized shows the metric depth, or the relative map (as depth:
+        inverse-depth maps are inverted first, so near is warm in both). Adds ``encode_ms``
+        and, with points, ``cloud_ms`` to ``result.timings``.
+
+        :param header: the output header: the input image's stamp and frame_id.
+        :param factory: the :class:`~depth_node.messages.MessageFactory` to build with.
+        :param want: a subset of :data:`OUTPUTS` (ValueError for other names).
+        :returns: ``{output suffix: message}``.
         """
         want = set(want)
+        unknown = want.difference(OUTPUTS)
+        if unknown:
+            raise ValueError(f'unknown outputs {sorted(unknown)}; choose from {OUTPUTS}')
         out: dict[str, Any] = {}
-        config = self.config
+        config = self._config
         t0 = time.perf_counter()
         depth = None if result.depth is None else _as_numpy(result.depth)
+        relative = None
+        if depth is None and result.relative is not None:
+            relative = _as_numpy(result.relative)
         if depth is not None:
             if 'depth/image' in want:
                 out['depth/image'] = make_depth_image(factory, header, depth,
                                                       config.output_encoding)
             if 'depth/camera_info' in want:
                 out['depth/camera_info'] = result.camera.to_camera_info(factory, header)
-        elif result.relative is not None and 'depth/relative' in want:
-            relative = np.ascontiguousarray(_as_numpy(result.relative), dtype=np.float32)
-            out['depth/relative'] = make_image(factory, header, relative, '32FC1')
+        elif relative is not None and 'depth/relative' in want:
+            out['depth/relative'] = make_image(
+                factory, header, np.ascontiguousarray(relative, dtype=np.float32), '32FC1')
         if 'depth/colorized' in want:
-            shown = depth if depth is not None else (
-                None if result.relative is None else _as_numpy(result.relative))
+            shown = depth
+            if shown is None and relative is not None:
+                shown = relative
+                kind = getattr(getattr(self.model, 'card', None), 'output_kind', '')
+                if kind == 'relative_inverse_depth':
+                    with np.errstate(divide='ignore', invalid='ignore'):
+                        shown = np.reciprocal(relative, dtype=np.float32)
             if shown is not None:
                 lo = config.colorize_min_depth or None
                 hi = config.colorize_max_depth or None
