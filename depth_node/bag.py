@@ -29,15 +29,27 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
 from depth_node import parameters
-from depth_node.bagio import (BagWriter, CAMERA_INFO, CameraTopics, COMPRESSED, deserialize,
-                              describe_topics, discover_cameras, IMAGE, IMAGE_TYPES, open_reader,
-                              peek_stamp_ns, sibling_camera_info, camera_namespace, to_ros2,
-                              UndeserializableMessageError)
+from depth_node.bagio import (
+    BagWriter,
+    CAMERA_INFO,
+    camera_namespace,
+    CameraTopics,
+    COMPRESSED,
+    describe_topics,
+    deserialize,
+    discover_cameras,
+    IMAGE,
+    IMAGE_TYPES,
+    open_reader,
+    peek_stamp_ns,
+    sibling_camera_info,
+    to_ros2,
+    UndeserializableMessageError,
+)
 from depth_node.errors import DepthNodeError, InputError
 from depth_node.ratelimit import ErrorReporter
+import numpy as np
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -130,7 +142,7 @@ def add_parser(subparsers: Any) -> None:
 class Options:
     """What ``run`` was asked to do, checked (see :func:`options_from_args`)."""
 
-    input: Path
+    input: Path  # noqa: A003
     output: Path | None
     values: dict[str, Any]
     image_topics: list[str] | None = None
@@ -149,7 +161,7 @@ class Options:
 
     @property
     def want(self) -> tuple[str, ...]:
-        """The pipeline outputs to write."""
+        """Return the pipeline outputs to write."""
         want = ['depth/image', 'depth/camera_info', 'depth/relative']
         if self.points:
             want.append('points')
@@ -205,7 +217,7 @@ def _stderr(message: str) -> None:
 
 
 def build_pipeline(options: Options, log: Callable[[str], None] = _stderr) -> Any:
-    """The :class:`~depth_node.pipeline.DepthPipeline` for the options (loads the model)."""
+    """Return the :class:`~depth_node.pipeline.DepthPipeline` for the options (loads the model)."""
     from depth_node.pipeline import DepthPipeline, PipelineConfig
     values = options.values
     config = PipelineConfig.from_values(values)
@@ -243,7 +255,7 @@ def input_kind(path: Path) -> str:
                                  'Give the bag folder (the one holding metadata.yaml).')
         raise DepthNodeError(f'cannot tell what {str(path)!r} is (suffix {suffix!r}).',
                              'Give a .bag file, a rosbag2 folder, an image folder or a video '
-                             f'file ({", ".join(VIDEO_SUFFIXES)}).')
+                             f"file ({', '.join(VIDEO_SUFFIXES)}).")
     if (path / 'metadata.yaml').is_file() or any(path.glob('*.mcap')) \
             or any(path.glob('*.db3')):
         return 'rosbag2'
@@ -251,7 +263,7 @@ def input_kind(path: Path) -> str:
         return 'images'
     raise DepthNodeError(f'{str(path)!r} holds neither a rosbag2 bag nor images.',
                          'Give a rosbag2 folder (metadata.yaml + .mcap/.db3) or a folder of '
-                         f'images ({", ".join(IMAGE_SUFFIXES)}).')
+                         f"images ({', '.join(IMAGE_SUFFIXES)}).")
 
 
 # -- statistics and summary -------------------------------------------------------------------
@@ -259,7 +271,7 @@ def input_kind(path: Path) -> str:
 class Summary:
     """What a run did; :meth:`to_dict` is the ``--json-summary`` content."""
 
-    input: str = ''
+    input: str = ''  # noqa: A003
     output: str = ''
     cameras: list[dict[str, Any]] = field(default_factory=list)
     frames_read: int = 0
@@ -282,12 +294,12 @@ class Summary:
         return sum(self.skipped.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as JSON-serializable data."""
-        data = {k: v for k, v in self.__dict__.items()}
+        """Return the summary as JSON-serializable data."""
+        data = dict(self.__dict__)
         data['skipped_total'] = self.skipped_total
         return data
 
-    def format(self) -> str:
+    def format(self) -> str:  # noqa: A003
         """Human-readable summary for stderr."""
         lines = [f'{self.input} -> {self.output}' + ('  (INTERRUPTED)' if self.interrupted
                                                      else '')]
@@ -300,7 +312,7 @@ class Summary:
         for kind, count in sorted(self.skipped.items()):
             lines.append(f'  skipped {kind}: {count}')
         if self.stage_ms:
-            stages = ', '.join(f'{k.removesuffix("_ms")} {v:.2f}' for k, v in
+            stages = ', '.join(f"{k.removesuffix('_ms')} {v:.2f}" for k, v in
                                self.stage_ms.items())
             lines.append(f'mean ms per frame: {stages}')
         if self.scale:
@@ -373,7 +385,7 @@ class _FrameSink:
         self.summary = summary
 
     def run(self, msg: Any, camera_info: Any, sparse: Any, camera: Any) -> Any:
-        """The pipeline's FrameResult, or None when the frame was bad (counted)."""
+        """Return the pipeline's FrameResult, or None when the frame was bad (counted)."""
         self.summary.frames_processed += 1
         try:
             if self.options.depth_topic:
@@ -421,14 +433,14 @@ class _Camera:
 
 
 def _select_cameras(options: Options, topics: dict[str, str]) -> list[CameraTopics]:
-    """The cameras to process, from the options and the bag's topics."""
+    """Return the cameras to process, from the options and the bag's topics."""
     def need(topic: str, types: tuple[str, ...], what: str) -> str:
         if topic not in topics:
             raise DepthNodeError(f'{what} {topic!r} is not in the bag.',
                                  'Run with --list to see the image topics.')
         if topics[topic] not in types:
             raise DepthNodeError(f'{what} {topic!r} carries {topics[topic]}, not '
-                                 f'{" or ".join(types)}.', 'Choose another topic (--list).')
+                                 f"{' or '.join(types)}.", 'Choose another topic (--list).')
         return topic
 
     def info_for(topic: str, msgtype: str) -> str | None:
@@ -464,7 +476,7 @@ def _select_cameras(options: Options, topics: dict[str, str]) -> list[CameraTopi
                              'Choose one with --image-topic TOPIC.')
     if not cameras:
         raise DepthNodeError('no image topic with a sibling camera_info topic in the bag'
-                             + (f' (image topics without one: {", ".join(lonely)})'
+                             + (f" (image topics without one: {', '.join(lonely)})"
                                 if lonely else '') + '.',
                              'Give --image-topic TOPIC with --camera-info-topic TOPIC or '
                              '--camera-info FILE.yaml (see --list).')
@@ -512,7 +524,7 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                                  'of the bag.', 'Run with --list to see the image topics.')
         if sparse_topic and options.values.get('scale_source') != 'sparse_depth':
             log(f'note: --sparse-depth-topic {sparse_topic} is read but scale_source is '
-                f'{options.values.get("scale_source")!r}; add --scale-source sparse_depth to '
+                f"{options.values.get('scale_source')!r}; add --scale-source sparse_depth to "
                 'use it.')
 
         # pass 1: camera_info (small) and the stamps of the sparse depth topic
@@ -747,7 +759,6 @@ def process_files(options: Options, pipeline: Any, kind: str, factory: Any | Non
     metric scale write ``<name>_relative.tiff`` (float32, unitless) instead and no cloud.
     """
     import cv2
-
     from depth_node.camera import CameraModel
     from depth_node.clouds import pointcloud2_to_array, write_ply
     from depth_node.images import encode_depth, make_image

@@ -40,15 +40,7 @@ class UndeserializableMessageError(InputError):
 
 @dataclass(frozen=True)
 class CameraTopics:
-    """One camera of a bag: its image topic, the camera_info topic paired with it and the
-    namespace its outputs go to.
-
-    :param image_topic: the image topic read (raw ``Image`` or ``CompressedImage``).
-    :param image_type: ``sensor_msgs/msg/Image`` or ``sensor_msgs/msg/CompressedImage``.
-    :param camera_info_topic: the sibling (or explicitly chosen) camera_info topic, or None.
-    :param namespace: the camera namespace, e.g. ``/camera/color`` for
-        ``/camera/color/image_raw`` and ``/camera/color/image_raw/compressed``.
-    """
+    """One camera of a bag: its image topic, paired camera_info topic and output namespace."""
 
     image_topic: str
     image_type: str
@@ -61,26 +53,26 @@ class CameraTopics:
         return self.image_type == COMPRESSED
 
     def output_topic(self, suffix: str) -> str:
-        """The output topic ``<namespace>/<suffix>`` (``suffix`` like ``depth/image``)."""
-        return f'{self.namespace.rstrip("/")}/{suffix}'
+        """Return the output topic ``<namespace>/<suffix>`` (``suffix`` like ``depth/image``)."""
+        return f"{self.namespace.rstrip('/')}/{suffix}"
 
 
 def base_image_topic(topic: str, msgtype: str) -> str:
-    """The image_transport base topic: ``/a/image_raw/compressed`` -> ``/a/image_raw``."""
+    """Return the image_transport base topic: ``/a/image_raw/compressed`` -> ``/a/image_raw``."""
     if msgtype == COMPRESSED and topic.endswith('/compressed'):
         return topic[:-len('/compressed')]
     return topic
 
 
 def camera_namespace(topic: str, msgtype: str = IMAGE) -> str:
-    """The namespace of an image topic: the parent of its image_transport base topic."""
+    """Return the namespace of an image topic: the parent of its image_transport base topic."""
     parent = str(PurePosixPath(base_image_topic(topic, msgtype)).parent)
     return parent if parent != '.' else '/'
 
 
 def sibling_camera_info(topic: str, msgtype: str = IMAGE) -> str:
-    """The camera_info topic image_transport pairs with an image topic."""
-    return f'{camera_namespace(topic, msgtype).rstrip("/")}/camera_info'
+    """Return the camera_info topic image_transport pairs with an image topic."""
+    return f"{camera_namespace(topic, msgtype).rstrip('/')}/camera_info"
 
 
 def looks_like_depth(topic: str) -> bool:
@@ -120,11 +112,11 @@ def discover_cameras(topics: dict[str, str]) -> tuple[list[CameraTopics], list[s
 
 
 def describe_topics(topics: dict[str, str], counts: dict[str, int]) -> str:
-    """A listing of the image topics of a bag and what they pair with (for ``--list``)."""
+    """Return a listing of the image topics of a bag and what they pair with (for ``--list``)."""
     cameras, lonely = discover_cameras(topics)
     lines = ['cameras (image + camera_info, processed by default):']
     for cam in cameras:
-        lines.append(f'  {cam.image_topic} [{cam.image_type.rsplit("/", 1)[-1]}, '
+        lines.append(f"  {cam.image_topic} [{cam.image_type.rsplit('/', 1)[-1]}, "
                      f'{counts.get(cam.image_topic, 0)} msgs] + {cam.camera_info_topic} '
                      f'-> outputs under {cam.namespace}')
     if not cameras:
@@ -139,14 +131,14 @@ def describe_topics(topics: dict[str, str], counts: dict[str, int]) -> str:
     if other:
         lines.append('other image topics (compressed twins of raw topics, depth images: '
                      'usable with --image-topic, --depth-topic or --sparse-depth-topic):')
-        lines.extend(f'  {t} [{topics[t].rsplit("/", 1)[-1]}, {counts.get(t, 0)} msgs]'
+        lines.extend(f"  {t} [{topics[t].rsplit('/', 1)[-1]}, {counts.get(t, 0)} msgs]"
                      for t in other)
     return '\n'.join(lines)
 
 
 # -- reading ----------------------------------------------------------------------------------
 def open_reader(path: Path) -> Any:
-    """An (unopened) ``rosbags.highlevel.AnyReader`` for a ROS 1 ``.bag`` or a rosbag2 folder.
+    """Return an unopened ``rosbags.highlevel.AnyReader`` for a ROS 1 ``.bag`` or a rosbag2 folder.
 
     rosbag2 bags without embedded message definitions are read with the ROS 2 Humble types.
     """
@@ -191,7 +183,7 @@ def deserialize(reader: Any, raw: bytes | memoryview, msgtype: str, topic: str) 
 
 
 def to_ros2(msg: Any, msgtype: str, factory: Any) -> Any:
-    """A ROS 1 Image / CompressedImage / CameraInfo as the factory's ROS 2 message.
+    """Return a ROS 1 Image / CompressedImage / CameraInfo as the factory's ROS 2 message.
 
     ROS 1 headers carry a ``seq`` and CameraInfo spells ``D K R P`` in capitals; ROS 2 has no
     seq and ``d k r p``. Payloads are shared, not copied. Other types are returned unchanged.
@@ -227,7 +219,7 @@ def _field(msg: Any, name: str) -> Any:
 
 # -- writing ----------------------------------------------------------------------------------
 def output_qos() -> list[Any]:
-    """The offered QoS recorded for the output topics: reliable, volatile, keep last.
+    """Return the offered QoS recorded for the output topics: reliable, volatile, keep last.
 
     ``ros2 bag play`` republishes with it; reliable serves both reliable and best-effort
     subscribers (rviz, Nav2). Durations 0 mean "default" (infinite) in rmw.

@@ -17,12 +17,11 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
 from depth_node.errors import BackendUnavailableError, DepthNodeError
 from depth_node.images import image_to_rgb, make_depth_image
 from depth_node.messages import MessageFactory, rclpy_byte_array, rclpy_float64_array
+import numpy as np
 
 
 class _Message(SimpleNamespace):
@@ -30,7 +29,7 @@ class _Message(SimpleNamespace):
 
 
 def rclpy_like_factory() -> MessageFactory:
-    """A factory with rclpy's payload representation (``array.array``) but no ROS import.
+    """Return a factory with rclpy's payload representation (``array.array``) but no ROS import.
 
     Building messages with it costs what a real rclpy node pays for the payload copy.
     """
@@ -54,7 +53,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 def synthetic_frame(width: int, height: int, seed: int = 0
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A synthetic ``(depth_m, rays, rgb)``: a tilted plane with noise and invalid pixels.
+    """Return a synthetic ``(depth_m, rays, rgb)``: a tilted plane with noise and invalid pixels.
 
     About 5 % of the depth is NaN, 2 % zero and 1 % +Inf, as a real metric output has. The
     rays are a read-only pinhole table (fx = fy = 0.8 * width, principal point at the centre),

@@ -45,15 +45,13 @@ Conventions (all documented choices in one place):
 
 from __future__ import annotations
 
-import json
-import math
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+import json
+import math
 from pathlib import Path
+import threading
 from typing import Any
-
-import numpy as np
 
 from depth_node.errors import (
     CameraInfoError,
@@ -61,6 +59,7 @@ from depth_node.errors import (
     SizeMismatchError,
     UncalibratedCameraError,
 )
+import numpy as np
 
 DISTORTION_MODELS = ('plumb_bob', 'rational_polynomial', 'equidistant', 'none')
 
@@ -91,7 +90,7 @@ def _err(message: str, hint: str) -> CameraInfoError:
 
 
 def _as_matrix(values: Any, shape: tuple[int, int], name: str) -> np.ndarray:
-    """A read-only float64 copy of ``values`` with ``shape``, or CameraInfoError."""
+    """Return a read-only float64 copy of ``values`` with ``shape``, or CameraInfoError."""
     try:
         arr = np.array(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -437,7 +436,7 @@ class CameraModel:
         return float(self._pinhole()[1, 2])
 
     def intrinsic_matrix(self) -> np.ndarray:
-        """The effective 3x3 pinhole matrix ``[fx 0 cx; 0 fy cy; 0 0 1]`` of the stream."""
+        """Return the effective 3x3 pinhole matrix ``[fx 0 cx; 0 fy cy; 0 0 1]`` of the stream."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
     @property
@@ -622,7 +621,7 @@ class CameraModel:
 
     # ------------------------------------------------------------------ messages
     def to_camera_info(self, factory: Any, header: Any) -> Any:
-        """A ``sensor_msgs/CameraInfo`` for this camera, built with a MessageFactory.
+        """Return a ``sensor_msgs/CameraInfo`` for this camera, built with a MessageFactory.
 
         The fields are this model's own (size, K, D, R, P, binning, ROI), so a model from a
         camera_info gives that camera_info back and a resized model describes the resized
@@ -657,7 +656,7 @@ def _default_p(k: Any) -> np.ndarray:
 # ---------------------------------------------------------------------- distortion maths
 def _radtan_forward(c: np.ndarray, x: np.ndarray, y: np.ndarray,
                     jacobian: bool = False) -> tuple[np.ndarray, ...]:
-    """OpenCV's rational/plumb_bob distortion of normalised (x, y), optionally its Jacobian."""
+    """Distort normalised (x, y) by OpenCV's rational/plumb_bob model, optionally with Jacobian."""
     k1, k2, p1, p2, k3, k4, k5, k6 = (float(v) for v in c)
     x2, y2, xy = x * x, y * y, x * y
     r2 = x2 + y2
@@ -678,7 +677,7 @@ def _radtan_forward(c: np.ndarray, x: np.ndarray, y: np.ndarray,
 
 
 def _fisheye_forward(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
-    """OpenCV's fisheye (ROS equidistant) distortion of normalised (x, y), z > 0."""
+    """Distort normalised (x, y) with OpenCV's fisheye (ROS equidistant) model, z > 0."""
     r = np.hypot(x, y)
     theta = np.arctan(r)
     t2 = theta * theta
@@ -689,7 +688,7 @@ def _fisheye_forward(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nd
 
 
 def _monotonic_lut(samples: np.ndarray, forward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The leading strictly increasing part of ``forward(samples)`` (a 1-D inverse table)."""
+    """Return the leading strictly increasing part of ``forward(samples)`` (1-D inverse table)."""
     step = np.diff(forward)
     stop = np.flatnonzero(step <= 0)
     end = int(stop[0]) if stop.size else samples.size - 1

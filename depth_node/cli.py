@@ -27,7 +27,7 @@ SUBCOMMANDS = {
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser; only the subcommand named in ``argv`` is imported."""
+    """Return the argument parser; only the subcommand named in ``argv`` is imported."""
     parser = argparse.ArgumentParser(
         prog='depth-node',
         description='Monocular metric depth tools (the ROS 2 node itself is `depth_node`).')

@@ -20,10 +20,9 @@ import threading
 from typing import Any
 
 import cv2
-import numpy as np
-
 from depth_node.errors import ImageFormatError, SizeMismatchError
-from depth_node.messages import POINTFIELD_FLOAT32, numpy_byte_array, rclpy_byte_array
+from depth_node.messages import numpy_byte_array, POINTFIELD_FLOAT32, rclpy_byte_array
+import numpy as np
 
 _HOST_BIG_ENDIAN = sys.byteorder == 'big'
 
@@ -109,7 +108,7 @@ def _pack_rgb(rgb: np.ndarray, out: np.ndarray) -> np.ndarray:
 def depth_to_cloud(depth_m: np.ndarray, rays: np.ndarray, rgb: np.ndarray | None = None,
                    decimation: int = 1, min_range: float | None = None,
                    max_range: float | None = None, out: np.ndarray | None = None) -> np.ndarray:
-    """An organized point cloud buffer from a depth map and a ray table.
+    """Return an organized point cloud buffer from a depth map and a ray table.
 
     Point = ray * depth, with rays ``(x/z, y/z, 1)`` from
     :meth:`depth_node.camera.CameraModel.ray_table`, so ``z`` is the depth itself.
@@ -195,7 +194,7 @@ def cloud_shape(depth_shape: tuple[int, ...], decimation: int = 1) -> tuple[int,
 
 def cloud_buffer(factory: Any, depth_shape: tuple[int, ...], with_rgb: bool = False,
                  decimation: int = 1) -> tuple[np.ndarray, Any]:
-    """A new cloud buffer that *is* the payload of the message, so publishing copies nothing.
+    """Return a new cloud buffer that *is* the message payload, so publishing copies nothing.
 
     For an rclpy factory the payload is an ``array.array('B')`` (what rclpy stores without
     validation) and the buffer a numpy view of it; for a rosbags factory the payload is the
@@ -219,7 +218,7 @@ def cloud_buffer(factory: Any, depth_shape: tuple[int, ...], with_rgb: bool = Fa
 
 
 def make_pointcloud2(factory: Any, header: Any, cloud: np.ndarray, payload: Any = None) -> Any:
-    """A ``sensor_msgs/PointCloud2`` holding an organized cloud buffer.
+    """Return a ``sensor_msgs/PointCloud2`` holding an organized cloud buffer.
 
     :param factory: a :class:`depth_node.messages.MessageFactory`.
     :param header: the header (the depth image's stamp and optical frame_id).
@@ -253,7 +252,7 @@ def make_pointcloud2(factory: Any, header: Any, cloud: np.ndarray, payload: Any 
 
 
 def pointcloud2_dtype(msg: Any) -> np.dtype:
-    """The structured numpy dtype of one point of a PointCloud2 (padding kept)."""
+    """Return the structured numpy dtype of one point of a PointCloud2 (padding kept)."""
     names, formats, offsets = [], [], []
     order = '>' if msg.is_bigendian else '<'
     for field in msg.fields:
@@ -272,7 +271,7 @@ def pointcloud2_dtype(msg: Any) -> np.dtype:
 
 
 def pointcloud2_to_array(msg: Any) -> np.ndarray:
-    """A PointCloud2 as an ``(H, W)`` structured array (a view of its data; for tests/tools).
+    """Return a PointCloud2 as an ``(H, W)`` structured array (a view of its data; tests/tools).
 
     Honours ``row_step`` padding and the declared byte order.
 

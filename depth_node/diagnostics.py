@@ -105,7 +105,7 @@ class DiagnosticsReport:
     values: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, str]:
-        """The values as a dict (for tests and logs)."""
+        """Return the values as a dict (for tests and logs)."""
         return dict(self.values)
 
 
@@ -138,17 +138,17 @@ class NodeDiagnostics:
         self._last_report_time: float | None = None
 
     def image_received(self) -> None:
-        """An image arrived on the input topic."""
+        """Count an image that arrived on the input topic."""
         self.input_rate.tick()
 
     def frame_dropped(self, count: int = 1) -> None:
-        """A frame was replaced in the latest-frame slot before it was processed."""
+        """Count a frame replaced in the latest-frame slot before it was processed."""
         with self._lock:
             self.stale_drops += count
 
     def frame_published(self, timings: Mapping[str, float], latency_s: float | None,
                         scale: Any | None = None, metric: bool | None = None) -> None:
-        """A frame was processed and its outputs published.
+        """Record a frame that was processed and whose outputs were published.
 
         :param timings: the pipeline's per-stage milliseconds.
         :param latency_s: publish time minus the image stamp, seconds (None if unknown).
@@ -222,10 +222,10 @@ class NodeDiagnostics:
                 values.append((f'stage {stage} mean', _ms(stages[stage])))
         if scale is not None:
             values.extend([
-                ('scale', f'{getattr(scale, "scale", float("nan")):.6g}'),
-                ('shift', f'{getattr(scale, "shift", float("nan")):.6g}'),
+                ('scale', f"{getattr(scale, 'scale', float('nan')):.6g}"),
+                ('shift', f"{getattr(scale, 'shift', float('nan')):.6g}"),
                 ('scale source', str(getattr(scale, 'source', ''))),
-                ('scale quality', f'{getattr(scale, "quality", float("nan")):.4g}'),
+                ('scale quality', f"{getattr(scale, 'quality', float('nan')):.4g}"),
                 ('scale points', str(getattr(scale, 'n_points', ''))),
                 ('scale accepted', str(getattr(scale, 'accepted', ''))),
             ])
@@ -262,5 +262,5 @@ class NodeDiagnostics:
         if metric is False:
             return WARN, 'relative depth only: no metric scale (see scale_source)'
         if scale is not None and getattr(scale, 'accepted', True) is False:
-            return WARN, f'scale fit rejected: {getattr(scale, "message", "")}'.rstrip(': ')
+            return WARN, f"scale fit rejected: {getattr(scale, 'message', '')}".rstrip(': ')
         return OK, 'publishing'

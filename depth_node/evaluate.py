@@ -25,9 +25,8 @@ import sys
 from typing import Any
 
 import cv2
-import numpy as np
-
 from depth_node.errors import DepthNodeError, ImageFormatError, InputError, SizeMismatchError
+import numpy as np
 
 ALIGN_MODES = ('none', 'median', 'scale-shift', 'scale-shift-disparity')
 CROPS = ('none', 'garg', 'eigen')
@@ -103,7 +102,7 @@ def align_prediction(pred: np.ndarray, gt: np.ndarray, align: str,
 def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
                     max_depth: float = 80.0, align: str = 'none', crop: str | None = None,
                     clamp: bool = True, return_aligned: bool = False) -> dict[str, Any]:
-    """The standard depth metrics of ``pred`` against ``gt`` (both metres; NaN/0 invalid).
+    """Return the standard depth metrics of ``pred`` against ``gt`` (both metres; NaN/0 invalid).
 
     :param pred: (h, w) prediction; resized bilinearly to the ground truth's size.
     :param gt: (H, W) ground truth in metres.
@@ -187,7 +186,7 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
 
 def decode_stored(stored: np.ndarray, scale: float | None, fmt: str = 'auto',
                   invalid_value: float | None = None, what: str = 'depth') -> np.ndarray:
-    """Stored depth values -> float32 metres with NaN where invalid.
+    """Convert stored depth values to float32 metres, NaN where invalid.
 
     :param stored: the array as read from the file.
     :param scale: metres per stored unit (required for integer images with ``fmt='auto'``).
@@ -284,7 +283,7 @@ def read_bag_depth(bag: str | Path, topic: str, scale: float | None) -> dict[int
         if not conns:
             topics = sorted({c.topic for c in reader.connections})
             raise EvaluationError(f'Topic {topic!r} is not in {str(bag)!r}.',
-                                  f'Topics in the bag: {", ".join(topics)}.')
+                                  f"Topics in the bag: {', '.join(topics)}.")
         for conn, timestamp, raw in reader.messages(connections=conns):
             msg = reader.deserialize(raw, conn.msgtype)
             stamp = getattr(getattr(msg, 'header', None), 'stamp', None)
@@ -421,15 +420,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _print_table(metrics: dict[str, Any], out: Any = None) -> None:
     out = out or sys.stdout
     names = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
-    print('  '.join(f'{n:>9}' for n in names) + f'  {"n_valid":>9}', file=out)
-    print('  '.join(f'{metrics[n]:9.4f}' for n in names) + f'  {metrics["n_valid"]:9d}',
+    print('  '.join(f'{n:>9}' for n in names) + f"  {'n_valid':>9}", file=out)
+    print('  '.join(f'{metrics[n]:9.4f}' for n in names) + f"  {metrics['n_valid']:9d}",
           file=out)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``depth-node evaluate``; returns the exit status."""
-    kwargs = dict(min_depth=args.min_depth, max_depth=args.max_depth, align=args.align,
-                  crop=args.crop, clamp=not args.no_clamp)
+    kwargs = {'min_depth': args.min_depth, 'max_depth': args.max_depth, 'align': args.align,
+              'crop': args.crop, 'clamp': not args.no_clamp}
     if args.pred_topic or args.gt_topic:
         if not (args.pred_topic and args.gt_topic):
             raise EvaluationError('A bag needs both --pred-topic and --gt-topic.',

@@ -16,10 +16,8 @@ import sys
 from typing import Any
 
 import cv2
+from depth_node.errors import CompressedImageError, ImageFormatError, UnsupportedEncodingError
 import numpy as np
-
-from depth_node.errors import (CompressedImageError, ImageFormatError,
-                               UnsupportedEncodingError)
 
 # encoding -> (numpy dtype of one channel, number of channels)
 _LAYOUTS: dict[str, tuple[np.dtype, int]] = {
@@ -101,7 +99,7 @@ def _supported(encodings: Any) -> str:
 
 
 def message_bytes(data: Any) -> np.ndarray:
-    """A flat uint8 view of a message's ``data`` field, without copying when possible.
+    """Return a flat uint8 view of a message's ``data`` field, without copying when possible.
 
     :param data: ``array.array('B')`` (rclpy), a numpy array (rosbags), ``bytes`` or a list.
     """
@@ -129,7 +127,7 @@ def layout_of(encoding: str) -> tuple[np.dtype, int]:
 
 
 def image_to_array(msg: Any) -> np.ndarray:
-    """The pixels of a ``sensor_msgs/Image`` as an array in the encoding's own layout.
+    """Return the pixels of a ``sensor_msgs/Image`` as an array in the encoding's own layout.
 
     ``(H, W)`` for one channel, ``(H, W, C)`` otherwise, in native byte order. The result is
     a read-only view of ``msg.data`` (row padding skipped by strides) unless the message's
@@ -179,7 +177,7 @@ def _mono16_to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """A ``sensor_msgs/Image`` as an ``(H, W, 3)`` uint8 RGB array.
+    """Return a ``sensor_msgs/Image`` as an ``(H, W, 3)`` uint8 RGB array.
 
     ``rgb8`` and ``8UC3`` are returned as a view of the message (rows may be strided); the
     other encodings are converted with OpenCV (demosaicing for Bayer, YUV 4:2:2 conversion).
@@ -234,7 +232,7 @@ def is_compressed_depth(msg: Any) -> bool:
 
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """A ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) as an ``(H, W, 3)`` uint8 RGB array.
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) to ``(H, W, 3)`` uint8 RGB.
 
     The ``format`` string may be plain (``'jpeg'``) or image_transport's
     (``'rgb8; jpeg compressed bgr8'``); OpenCV detects the codec from the data.
@@ -332,7 +330,7 @@ def _millimetres_to_metres(array: np.ndarray, scale: float) -> np.ndarray:
 
 
 def depth_to_metres(msg: Any, scale: float | None = None) -> np.ndarray:
-    """A depth image as a new ``(H, W)`` float32 array in metres, NaN where invalid.
+    """Return a depth image as a new ``(H, W)`` float32 array in metres, NaN where invalid.
 
     ``16UC1`` / ``mono16`` are millimetres (0 -> NaN); ``32FC1`` is metres (0 -> NaN, NaN
     and +-Inf kept as REP 117 says). A ``compressedDepth`` CompressedImage is accepted too.
@@ -399,7 +397,7 @@ def encode_depth(depth_m: np.ndarray, encoding: str = '32FC1') -> np.ndarray:
 
 
 def make_image(factory: Any, header: Any, array: np.ndarray, encoding: str) -> Any:
-    """A ``sensor_msgs/Image`` holding ``array`` (one buffer copy for rclpy, none for rosbags).
+    """Build a ``sensor_msgs/Image`` holding ``array`` (one copy for rclpy, none for rosbags).
 
     :param factory: a :class:`depth_node.messages.MessageFactory`.
     :param header: the ``std_msgs/Header`` (keep the input's stamp and frame_id).
@@ -428,13 +426,13 @@ def make_image(factory: Any, header: Any, array: np.ndarray, encoding: str) -> A
 
 def make_depth_image(factory: Any, header: Any, depth_m: np.ndarray,
                      encoding: str = '32FC1') -> Any:
-    """A REP 118 depth ``sensor_msgs/Image`` from metres (see :func:`encode_depth`)."""
+    """Return a REP 118 depth ``sensor_msgs/Image`` from metres (see :func:`encode_depth`)."""
     return make_image(factory, header, encode_depth(depth_m, encoding), encoding)
 
 
 def make_compressed(factory: Any, header: Any, rgb: np.ndarray, fmt: str = 'jpeg',
                     quality: int = 95) -> Any:
-    """A ``sensor_msgs/CompressedImage`` of an RGB image, as image_transport would build it.
+    """Return a ``sensor_msgs/CompressedImage`` of an RGB image, as image_transport would build it.
 
     :param fmt: ``'jpeg'`` or ``'png'``.
     :param quality: JPEG quality 1..100.
@@ -458,7 +456,7 @@ def make_compressed(factory: Any, header: Any, rgb: np.ndarray, fmt: str = 'jpeg
 
 def colorize_depth(depth_m: np.ndarray, min_depth: float | None = None,
                    max_depth: float | None = None, colormap: str = 'turbo') -> np.ndarray:
-    """A false-colour ``(H, W, 3)`` uint8 RGB view of a depth map: near is warm, far is cold.
+    """Return a false-colour ``(H, W, 3)`` uint8 RGB view of a depth map: near warm, far cold.
 
     :param depth_m: ``(H, W)`` depth (metres or relative); NaN, +-Inf and <= 0 are black.
     :param min_depth: depth shown warmest; None (or with max_depth 0, 0) = 2nd percentile.

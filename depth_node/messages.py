@@ -15,9 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from depth_node.errors import require
+import numpy as np
 
 #: PointField datatype constants (sensor_msgs/PointField), identical in every ROS 2 distro.
 POINTFIELD_FLOAT32 = 7
@@ -80,7 +79,7 @@ class MessageFactory:
 
 
 def rosbags_factory(distro: str = 'humble') -> MessageFactory:
-    """A :class:`MessageFactory` of ``rosbags`` message classes for a ROS 2 distro.
+    """Return a :class:`MessageFactory` of ``rosbags`` message classes for a ROS 2 distro.
 
     :param distro: ``'humble'``, ``'jazzy'`` or any ``rosbags.typesys.Stores`` ROS 2 name.
     """
@@ -109,6 +108,6 @@ def stamp_of(msg: Any) -> tuple[int, int]:
 
 
 def stamp_ns(msg: Any) -> int:
-    """A message's ``header.stamp`` in integer nanoseconds."""
+    """Return a message's ``header.stamp`` in integer nanoseconds."""
     sec, nanosec = stamp_of(msg)
     return sec * 1_000_000_000 + nanosec

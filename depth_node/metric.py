@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 import math
 from typing import Any
 
+from depth_node.errors import DepthNodeError, MissingCameraInfoError, SizeMismatchError
 import numpy as np
-
-from depth_node.errors import (DepthNodeError, MissingCameraInfoError, SizeMismatchError)
 
 SCALE_SOURCES = ('none', 'sparse_depth', 'ground_plane', 'fixed')
 OUTPUT_KINDS = ('metric_depth', 'relative_depth', 'relative_inverse_depth')
@@ -206,7 +205,7 @@ def _bool_zeros(x: Any) -> Any:
 
 
 def _float32(x: Any) -> Any:
-    """A float32 copy of the map (numpy or torch, same device), non-finite values -> NaN."""
+    """Return a float32 copy of the map (numpy or torch, same device), non-finite values -> NaN."""
     if _is_torch(x):
         import torch
         out = x.to(dtype=torch.float32, copy=True)
@@ -285,7 +284,7 @@ def edge_filter(depth: Any, threshold: float) -> Any:
 # --------------------------------------------------------------------------------------------
 
 def network_focal(camera: Any, transform: Any) -> tuple[float, float]:
-    """The camera's (fx, fy) at network resolution: the image focal through the preprocess.
+    """Return the camera's (fx, fy) at network resolution: the image focal through the preprocess.
 
     Uses ``transform.apply_to_camera(camera)`` when the transform has it, else
     ``fx * scale_x, fy * scale_y`` (crop and pad offsets do not change a focal length). With
@@ -310,7 +309,7 @@ def focal_factor(card: Any, camera: Any, transform: Any) -> float:
         return 1.0
     if camera is None:
         raise MissingCameraInfoError(
-            f'Model {getattr(card, "name", "")!r} is metric at a canonical focal length '
+            f"Model {getattr(card, 'name', '')!r} is metric at a canonical focal length "
             f'({canonical} px), so it needs the camera focal length, but there is no camera.',
             'Provide camera_info (or a calibration file) for the image stream.')
     fx, fy = network_focal(camera, transform)
@@ -412,7 +411,7 @@ def fit_sparse(raw: np.ndarray, sparse: np.ndarray, output_kind: str, min_points
                f'{min_points})'
     if not w[0] > 0:
         return (f'the fitted scale {w[0]:.4g} is not positive: the prediction does not '
-                f'increase with {"inverse " if output_kind == "relative_inverse_depth" else ""}'
+                f"increase with {'inverse ' if output_kind == 'relative_inverse_depth' else ''}"
                 'depth (wrong output_kind in the model card?)')
     return _Fit(float(w[0]), float(w[1]), quality, n_in)
 

@@ -26,12 +26,16 @@ import threading
 import traceback
 from typing import Any
 
-
 from depth_node import parameters
 from depth_node.diagnostics import NodeDiagnostics
 from depth_node.errors import DepthNodeError
-from depth_node.messages import (MessageFactory, rclpy_byte_array, rclpy_float64_array, stamp_ns,
-                                 stamp_of)
+from depth_node.messages import (
+    MessageFactory,
+    rclpy_byte_array,
+    rclpy_float64_array,
+    stamp_ns,
+    stamp_of,
+)
 from depth_node.ratelimit import ErrorReporter
 from depth_node.sync import Frame, FrameSync, LatestSlot, StampCache, SyncOutput
 
@@ -41,8 +45,13 @@ NOT_SOURCED = ('depth_node: ROS 2 is not sourced (rclpy not importable): source 
 try:  # the only ROS imports of the package
     import rclpy
     from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-    from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile,
-                           ReliabilityPolicy)
+    from rclpy.qos import (
+        DurabilityPolicy,
+        HistoryPolicy,
+        QoSPolicyKind,
+        QoSProfile,
+        ReliabilityPolicy,
+    )
     try:  # Jazzy and newer
         from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
     except ImportError:  # Humble
@@ -52,13 +61,23 @@ try:  # the only ROS imports of the package
     except ImportError:  # very old rclpy: Ctrl-C only arrives as KeyboardInterrupt
         class ExternalShutdownException(Exception):  # type: ignore[no-redef]
             """Placeholder for rclpy versions without ExternalShutdownException."""
-    from rclpy.executors import MultiThreadedExecutor
     from builtin_interfaces.msg import Time as TimeMsg
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                    SetParametersResult)
-    from sensor_msgs.msg import (CameraInfo, CompressedImage, Image, PointCloud2, PointField,
-                                 RegionOfInterest)
+    from rcl_interfaces.msg import (
+        FloatingPointRange,
+        IntegerRange,
+        ParameterDescriptor,
+        SetParametersResult,
+    )
+    from rclpy.executors import MultiThreadedExecutor
+    from sensor_msgs.msg import (
+        CameraInfo,
+        CompressedImage,
+        Image,
+        PointCloud2,
+        PointField,
+        RegionOfInterest,
+    )
     from std_msgs.msg import Header
     _ROS_IMPORT_ERROR: ImportError | None = None
 except ImportError as _exc:
@@ -79,7 +98,7 @@ _MODEL_SUFFIXES = ('.onnx', '.engine', '.plan', '.trt', '.pt', '.pth', '.ts')
 
 
 def rclpy_factory() -> MessageFactory:
-    """The :class:`MessageFactory` of the rclpy message classes (array.array payloads)."""
+    """Return the :class:`MessageFactory` of the rclpy message classes (array.array payloads)."""
     return MessageFactory(Header=Header, Time=TimeMsg, Image=Image,
                           CompressedImage=CompressedImage, CameraInfo=CameraInfo,
                           RegionOfInterest=RegionOfInterest, PointCloud2=PointCloud2,
@@ -88,7 +107,7 @@ def rclpy_factory() -> MessageFactory:
 
 
 def normalize_value(value: Any) -> Any:
-    """A parameter value as ``parameters.py`` expects it (array.array / tuple -> list)."""
+    """Return a parameter value as ``parameters.py`` expects it (array.array / tuple -> list)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
@@ -96,7 +115,7 @@ def normalize_value(value: Any) -> Any:
 
 
 def parameter_descriptor(spec: parameters.ParameterSpec) -> Any:
-    """The rcl_interfaces/ParameterDescriptor of one parameter (ranges, choices, read-only)."""
+    """Build the ParameterDescriptor of a parameter (ranges, choices, read-only)."""
     descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
     if spec.choices:
         shown = ', '.join(repr(c) if c else "'' (from the model card)" for c in spec.choices)
@@ -117,7 +136,7 @@ def parameter_descriptor(spec: parameters.ParameterSpec) -> Any:
 
 
 def qos_profile(name: str, depth: int) -> Any:
-    """The QoS of an ``input_qos`` / ``output_qos`` value with a history depth."""
+    """Return the QoS of an ``input_qos`` / ``output_qos`` value with a history depth."""
     if name == 'sensor_data':
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                           reliability=ReliabilityPolicy.BEST_EFFORT,
@@ -214,12 +233,12 @@ class DepthNode(LifecycleNode):
     # -- properties for tools and tests ----------------------------------------------------
     @property
     def state(self) -> str:
-        """The lifecycle state label this node is in."""
+        """Return the lifecycle state label this node is in."""
         return self._state
 
     @property
     def values(self) -> dict[str, Any]:
-        """A copy of the current parameter values."""
+        """Return a copy of the current parameter values."""
         return dict(self._values)
 
     @property
@@ -328,8 +347,8 @@ class DepthNode(LifecycleNode):
             self._outputs[suffix] = self.create_lifecycle_publisher(
                 classes[cls_name], suffix, qos, event_callbacks=events)
         card = getattr(model, 'card', None)
-        log.info(f'configured: model {path!r} ({getattr(card, "name", "") or "no name"}, '
-                 f'{getattr(card, "output_kind", "?")}), '
+        log.info(f"configured: model {path!r} ({getattr(card, 'name', '') or 'no name'}, "
+                 f"{getattr(card, 'output_kind', '?')}), "
                  + ', '.join(f'{k}={v}' for k, v in self._backend_info.items()))
         self._state = 'inactive'
         return TransitionCallbackReturn.SUCCESS
@@ -359,8 +378,8 @@ class DepthNode(LifecycleNode):
         self._state = 'active'
         self.get_logger().info(
             f'active: {self.resolve_topic_name(topic)} + '
-            f'{self.resolve_topic_name("camera_info")} ({values["input_qos"]}, '
-            f'{values["sync_policy"]} sync)')
+            f"{self.resolve_topic_name('camera_info')} ({values['input_qos']}, "
+            f"{values['sync_policy']} sync)")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -472,11 +491,11 @@ class DepthNode(LifecycleNode):
             policy = str(kind)
         if endpoint in OUTPUT_TOPICS:
             hint = (f'a subscriber of {endpoint} requests a QoS this node does not offer '
-                    f'({self._values["output_qos"]}); use output_qos reliable, or make the '
+                    f"({self._values['output_qos']}); use output_qos reliable, or make the "
                     'subscriber best effort.')
         else:
             hint = (f'the publisher of {endpoint} offers a QoS incompatible with input_qos '
-                    f'{self._values["input_qos"]!r}; use input_qos sensor_data (best effort '
+                    f"{self._values['input_qos']!r}; use input_qos sensor_data (best effort "
                     'receives from any publisher).')
         self._reporter.report('incompatible_qos',
                               f'incompatible QoS on {endpoint} (policy {policy}): {hint}')
@@ -490,7 +509,7 @@ class DepthNode(LifecycleNode):
             self.process_frame(frame)
 
     def wanted_outputs(self) -> list[str]:
-        """The outputs that have subscribers and are enabled (lazy computation)."""
+        """Return the outputs that have subscribers and are enabled (lazy computation)."""
         values = self._values
         want = []
         for suffix, pub in list(self._outputs.items()):
@@ -549,7 +568,7 @@ class DepthNode(LifecycleNode):
 
     # -- diagnostics ------------------------------------------------------------------------
     def diagnostics_report(self) -> Any:
-        """The current :class:`~depth_node.diagnostics.DiagnosticsReport`."""
+        """Return the current :class:`~depth_node.diagnostics.DiagnosticsReport`."""
         values = self._values
         subscribers = sum(pub.get_subscription_count() for pub in self._outputs.values())
         extra = {

@@ -34,7 +34,7 @@ class ParameterSpec:
 
     @property
     def type_name(self) -> str:
-        """The parameter's type as the README shows it."""
+        """Return the parameter's type as the README shows it."""
         if isinstance(self.default, bool):
             return 'bool'
         if isinstance(self.default, int):
@@ -47,7 +47,7 @@ class ParameterSpec:
 
     @property
     def flag(self) -> str:
-        """The command-line flag of the parameter (dashes instead of underscores)."""
+        """Return the command-line flag of the parameter (dashes instead of underscores)."""
         return '--' + self.name.replace('_', '-')
 
 
@@ -242,7 +242,7 @@ def validate_all(values: Mapping[str, Any]) -> list[str]:
 
 
 def card_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The card fields set in ``values`` (unset values — '', 0, [] — are left out)."""
+    """Return the card fields set in ``values`` (unset values — '', 0, [] — are left out)."""
     out: dict[str, Any] = {}
     for spec in PARAMETERS:
         if not spec.card_field or spec.name not in values:
@@ -287,7 +287,7 @@ def values_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown_table(include_node_only: bool = True) -> str:
-    """The README's parameter table."""
+    """Return the README's parameter table."""
     lines = ['| parameter | type | default | meaning |', '| --- | --- | --- | --- |']
     for spec in PARAMETERS:
         if spec.node_only and not include_node_only:
@@ -300,7 +300,7 @@ def markdown_table(include_node_only: bool = True) -> str:
             extra.append('one of ' + ', '.join(f'`{c}`' for c in spec.choices if c))
         if spec.read_only:
             extra.append('read-only at run time')
-        meaning = spec.description + (f' ({"; ".join(extra)})' if extra else '')
+        meaning = spec.description + (f" ({'; '.join(extra)})" if extra else '')
         lines.append(f'| `{spec.name}` | {spec.type_name} | {shown} | {meaning} |')
     return '\n'.join(lines)
 

@@ -23,15 +23,24 @@ from dataclasses import dataclass, field, fields
 import time
 from typing import Any
 
-import numpy as np
-
 from depth_node.camera import CameraModel
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
 from depth_node.errors import DepthNodeError, MissingCameraInfoError, SizeMismatchError
-from depth_node.images import (colorize_depth, depth_to_metres, make_depth_image, make_image,
-                               message_to_rgb)
-from depth_node.metric import apply_validity, edge_filter, MetricConfig, MetricConverter, \
-    ScaleReport
+from depth_node.images import (
+    colorize_depth,
+    depth_to_metres,
+    make_depth_image,
+    make_image,
+    message_to_rgb,
+)
+from depth_node.metric import (
+    apply_validity,
+    edge_filter,
+    MetricConfig,
+    MetricConverter,
+    ScaleReport,
+)
+import numpy as np
 
 OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'depth/relative', 'depth/colorized')
 OUTPUT_ENCODINGS = ('32FC1', '16UC1')
@@ -116,14 +125,14 @@ class CameraState:
 
 
 def _as_numpy(array: Any) -> np.ndarray:
-    """A numpy array from a numpy array or a torch tensor (one device-to-host copy)."""
+    """Return a numpy array from a numpy array or a torch tensor (one device-to-host copy)."""
     if isinstance(array, np.ndarray):
         return array
     return array.detach().cpu().numpy()
 
 
 def _camera_info_key(msg: Any) -> tuple:
-    """A cheap identity of a camera_info message's calibration content (stamp excluded)."""
+    """Return a cheap identity of a camera_info message's calibration content (stamp excluded)."""
     roi = msg.roi
     return (int(msg.width), int(msg.height), str(msg.distortion_model),
             np.asarray(msg.k, dtype=np.float64).tobytes(),
@@ -159,7 +168,7 @@ class DepthPipeline:
 
     @property
     def config(self) -> PipelineConfig:
-        """The settings; assigning new ones validates them (the node does on live updates).
+        """Return the settings; assigning new ones validates them (the node does on live updates).
 
         Camera states whose converter was built with other metric settings rebuild it on
         their next frame (the smoother restarts), so a changed ``min_range`` or
@@ -173,12 +182,12 @@ class DepthPipeline:
 
     @property
     def states(self) -> dict[str, CameraState]:
-        """The camera states by stream (camera frame_id), oldest first (read-only copy)."""
+        """Return the camera states by stream (camera frame_id), oldest first (read-only copy)."""
         return dict(self._states)
 
     # -- per-camera state -------------------------------------------------------------------
     def camera_state(self, camera_info: Any, width: int, height: int) -> CameraState:
-        """The state for this camera_info at an image size of ``width`` x ``height``.
+        """Return the state for this camera_info at an image size of ``width`` x ``height``.
 
         Raises the camera module's errors for an unusable camera_info
         (:class:`~depth_node.errors.CameraInfoError`,
@@ -195,7 +204,7 @@ class DepthPipeline:
         return self._new_state(stream, key, camera, width, height, replaced=state is not None)
 
     def state_for_camera(self, camera: CameraModel, width: int, height: int) -> CameraState:
-        """The state for a camera model given directly (calibration file, no camera_info)."""
+        """Return the state for a camera model passed in (calibration file, no camera_info)."""
         key = (camera.key, camera.frame_id, int(width), int(height))
         stream = camera.frame_id
         state = self._states.get(stream)
@@ -204,7 +213,7 @@ class DepthPipeline:
         return self._new_state(stream, key, camera, width, height, replaced=state is not None)
 
     def _fresh(self, state: CameraState) -> CameraState:
-        """The state, with its converter rebuilt if the metric settings changed."""
+        """Return the state, with its converter rebuilt if the metric settings changed."""
         metric = self._config.metric
         if state.metric is not metric and self.model is not None:
             if state.metric != metric:

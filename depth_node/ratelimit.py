@@ -59,6 +59,6 @@ class ErrorReporter:
             return sum(self.counts.values())
 
     def snapshot(self) -> dict[str, int]:
-        """A copy of the counts by kind."""
+        """Return a copy of the counts by kind."""
         with self._lock:
             return dict(self.counts)

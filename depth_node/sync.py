@@ -105,7 +105,7 @@ class FrameSync:
         return self.tolerance_ns if self.policy == 'approximate' else 0
 
     def _match(self, stamp: int) -> Any | None:
-        """The camera_info for an image stamp under the current policy, or None."""
+        """Return the camera_info for an image stamp under the current policy, or None."""
         if not self._infos:
             return None
         if self.policy == 'latest':
@@ -195,7 +195,7 @@ class StampCache:
             self._items.append((stamp_ns(msg), msg))
 
     def nearest(self, stamp: int, tolerance_ns: int | None) -> Any | None:
-        """The message nearest to ``stamp`` within ``tolerance_ns`` (None = the newest)."""
+        """Return the message nearest to ``stamp`` within ``tolerance_ns`` (None = the newest)."""
         with self._lock:
             if not self._items:
                 return None

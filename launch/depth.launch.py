@@ -29,7 +29,7 @@ def default_params_file():
 
 
 def sibling_camera_info(image_topic):
-    """The camera_info topic beside an image topic (image_transport naming)."""
+    """Return the camera_info topic beside an image topic (image_transport naming)."""
     image_topic = image_topic.rstrip('/')
     if '/' not in image_topic:
         return 'camera_info'

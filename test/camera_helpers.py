@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from depth_node.camera import CameraModel
+import numpy as np
 
 CALIBRATION_FILES = (
     'euroc_cam0_plumb_bob_partial.yaml',
@@ -32,7 +31,7 @@ def calibration(shared_data: Path, name: str) -> Path:
 def pinhole(width: int = 640, height: int = 480, fx: float = 525.0, fy: float = 520.0,
             cx: float = 319.5, cy: float = 239.5, D=(), model: str = '',
             **kwargs) -> CameraModel:
-    """A synthetic camera with P = [K | 0] and R = I."""
+    """Return a synthetic camera with P = [K | 0] and R = I."""
     K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
     return CameraModel(width=width, height=height, K=K, D=np.asarray(D, dtype=float),
                        R=np.eye(3), P=np.hstack([K, np.zeros((3, 1))]),

@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_data_path() -> Path | None:
-    """The shared real-data folder, or None when it is not present."""
+    """Return the shared real-data folder, or None when it is not present."""
     env = os.environ.get('DEPTH_NODE_SHARED_DATA')
     candidates = [Path(env)] if env else []
     candidates.append(REPO_ROOT.parent / 'shared' / 'data')
@@ -33,7 +33,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope='session', params=['humble', 'jazzy'])
 def factory(request):
-    """A rosbags message factory for Humble and for Jazzy."""
+    """Return a rosbags message factory for Humble and for Jazzy."""
     pytest.importorskip('rosbags', reason='rosbags is not installed (pip install rosbags)')
     from depth_node.messages import rosbags_factory
     return rosbags_factory(request.param)
@@ -41,7 +41,7 @@ def factory(request):
 
 @pytest.fixture(scope='session')
 def humble_factory():
-    """A rosbags message factory for Humble."""
+    """Return a rosbags message factory for Humble."""
     pytest.importorskip('rosbags', reason='rosbags is not installed (pip install rosbags)')
     from depth_node.messages import rosbags_factory
     return rosbags_factory('humble')

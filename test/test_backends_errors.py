@@ -1,15 +1,16 @@
-"""Backend selection and clear errors when optional dependencies or devices are missing;
-GPU/TensorRT checks that skip (with a reason) on hosts without them."""
+"""Backend selection and clear errors when optional dependencies or devices are missing.
+
+GPU/TensorRT checks skip (with a reason) on hosts without them.
+"""
 
 from __future__ import annotations
 
 import sys
 
-import numpy as np
-import pytest
-
 from depth_node import backends
 from depth_node.errors import BackendUnavailableError, ModelError
+import numpy as np
+import pytest
 
 
 def hide_module(monkeypatch, name):
@@ -97,6 +98,7 @@ def test_cuda_paths_need_a_gpu():
     from depth_node.backends.torch import TorchBackend
 
     class Double(torch.nn.Module):
+
         def forward(self, x):
             return x[:, :1, :, :] * 2
 
@@ -111,8 +113,10 @@ def test_cuda_paths_need_a_gpu():
 @pytest.mark.gpu
 @pytest.mark.parametrize('backend', ['tensorrt', 'onnxruntime'])
 def test_real_model_on_gpu_passes_self_test(shared_data, tmp_path, backend):
-    """On a GPU host: the real PyDNet++ model through TensorRT (fp16 engine) and through
-    onnxruntime's GPU providers must pass the card's golden self-test."""
+    """On a GPU host, the real PyDNet++ model must pass the card's golden self-test.
+
+    It runs through TensorRT (fp16 engine) and through onnxruntime's GPU providers.
+    """
     torch = pytest.importorskip('torch')
     if not torch.cuda.is_available():
         pytest.skip('no CUDA GPU on this host: GPU backends are tested on GPU hosts only')

@@ -1,6 +1,9 @@
-"""The real trained PyDNet++ model (../shared/data/models/pydnet_pp) with its hand-written card
-(config/models/pydnet_pp.card.yaml) on real RGB-D samples: its output must correlate with the
-ground-truth depth (larger = farther), and the card's golden self-test must pass."""
+"""The real trained PyDNet++ model with its hand-written card on real RGB-D samples.
+
+The model is ../shared/data/models/pydnet_pp, the card config/models/pydnet_pp.card.yaml. Its
+output must correlate with the ground-truth depth (larger = farther), and the card's golden
+self-test must pass.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import pytest
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
 
-from depth_node.backends import make_reference  # noqa: E402
+from depth_node.backends import make_reference  # noqa: E402, I100
 from depth_node.errors import SelfTestError  # noqa: E402
 from depth_node.models.card import load_card  # noqa: E402
 from depth_node.models.runner import open_model  # noqa: E402
@@ -80,8 +83,10 @@ def test_output_correlates_with_ground_truth(pydnet, shared_data, sample):
 
 
 def test_self_test_refuses_a_wrong_card(shared_data):
-    """The same model read with the wrong channel order (bgr8) no longer matches the card's
-    reference: the self-test refuses to start it."""
+    """The same model read with the wrong channel order (bgr8) fails the self-test.
+
+    It no longer matches the card's reference, so the self-test refuses to start it.
+    """
     path = shared_data / 'models' / 'pydnet_pp' / 'optimized_pydnet++.onnx'
     with pytest.raises(SelfTestError, match='pydnet_pp'):
         open_model(path, {'input_encoding': 'bgr8'}, 'onnxruntime', card_path=CARD,
@@ -98,8 +103,10 @@ def test_reference_in_repo_card_is_reproducible(pydnet):
 
 
 def test_reference_from_a_real_image(pydnet, shared_data):
-    """A reference can use a real image (path relative to the card's folder); the self-test
-    then passes, and fails on another image."""
+    """A reference can use a real image (path relative to the card's folder).
+
+    The self-test then passes, and fails on another image.
+    """
     from depth_node.backends import run_self_test
     model, _ = pydnet
     card = model.card

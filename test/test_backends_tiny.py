@@ -1,6 +1,8 @@
-"""Tiny random Depth Anything and DPT networks built with transformers, exported to ONNX:
-ONNX Runtime (CPU) against PyTorch, the golden self-test, DepthModel, open_model and the
-model benchmark."""
+"""Tiny random Depth Anything and DPT networks built with transformers, exported to ONNX.
+
+Covers ONNX Runtime (CPU) against PyTorch, the golden self-test, DepthModel, open_model and
+the model benchmark.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ torch = pytest.importorskip('torch', reason='torch is not installed (depth_node[
 transformers = pytest.importorskip('transformers', reason='transformers is not installed')
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
 
-from depth_node.backends import load_backend, make_reference, run_self_test  # noqa: E402
+from depth_node.backends import load_backend, make_reference, run_self_test  # noqa: E402, I100
 from depth_node.backends.base import reference_input  # noqa: E402
 from depth_node.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from depth_node.backends.torch import TorchBackend  # noqa: E402
 from depth_node.errors import ImageFormatError, ModelError, SelfTestError  # noqa: E402
-from depth_node.models.card import ModelCard, card_path_for  # noqa: E402
+from depth_node.models.card import card_path_for, ModelCard  # noqa: E402
 from depth_node.models.runner import DepthModel, open_model  # noqa: E402
 
 QUIET = {'log': lambda msg: None}
@@ -82,7 +84,7 @@ MODELS = {
 
 @pytest.fixture(scope='module', params=sorted(MODELS))
 def tiny(request, tmp_path_factory):
-    """(module, onnx path, card with reference) for each tiny architecture."""
+    """Return (module, onnx path, card with reference) for each tiny architecture."""
     builder, w, h, fields = MODELS[request.param]
     module = builder()
     folder = tmp_path_factory.mktemp(request.param)
@@ -269,8 +271,11 @@ def test_bench_model_json(tiny, capsys):
 
 
 def test_torch_backend_takes_zoo_models(tiny, monkeypatch):
-    """A zoo name goes to zoo.load_torch_model (stubbed with the tiny network here: the real
-    zoo is tested by the export tests); its card comes back and overrides apply to it."""
+    """A zoo name goes to zoo.load_torch_model; its card comes back and overrides apply to it.
+
+    zoo.load_torch_model is stubbed with the tiny network here (the real zoo is tested by the
+    export tests).
+    """
     from depth_node.models import zoo
     module, _, card = tiny
     calls = []
@@ -296,6 +301,7 @@ def test_self_test_rejects_nan_and_wrong_shape(tiny):
     h, w = card.reference['output_shape']
 
     class Constant(torch.nn.Module):
+
         def __init__(self, value, shape):
             super().__init__()
             self.value, self.shape = value, shape

@@ -7,13 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from test_bag_support import (camera_info, check_cdr, decode, image, jpeg, read_bag, stamp_ns,
-                              tiny_model, tum_rgb_small, write_bag)
+from test_bag_support import (
+    camera_info,
+    check_cdr,
+    decode,
+    image,
+    jpeg,
+    read_bag,
+    stamp_ns,
+    tiny_model,
+    tum_rgb_small,
+    write_bag,
+)
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 
-from depth_node import bag  # noqa: E402
+from depth_node import bag  # noqa: E402, I100
 from depth_node.cli import main  # noqa: E402
 
 S = 1_000_000_000
@@ -135,6 +144,7 @@ def test_interrupt_closes_a_valid_bag(bags, model, tmp_path, monkeypatch, factor
     calls = []
 
     class Interrupting:
+
         def __init__(self, inner):
             self.inner = inner
             self.model = inner.model

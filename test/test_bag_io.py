@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 
-from depth_node import bagio  # noqa: E402
+from depth_node import bagio  # noqa: E402, I100
 
 IMG, CMP, INFO = bagio.IMAGE, bagio.COMPRESSED, bagio.CAMERA_INFO
 
@@ -111,6 +111,7 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
     from depth_node import bag
 
     class Tty(io.StringIO):
+
         def isatty(self):
             return True
 

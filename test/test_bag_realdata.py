@@ -8,12 +8,11 @@ import shutil
 
 import numpy as np
 import pytest
-
 from test_bag_support import check_cdr, decode, pydnet, read_bag, stamp_ns, tiny_model
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 
-from depth_node import bag  # noqa: E402
+from depth_node import bag  # noqa: E402, I100
 from depth_node.cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 import threading
 
+from conftest import shared_data_path
 import numpy as np
 import pytest
-
-from conftest import shared_data_path
 
 TINY_DA = {'backbone_config': {'hidden_size': 32, 'num_hidden_layers': 4,
                                'num_attention_heads': 2, 'out_indices': [1, 2, 3, 4]},
@@ -20,7 +19,7 @@ _CACHE: dict[str, Path] = {}
 
 
 def tiny_model(tmp_root: Path) -> Path:
-    """A tiny random-weight Depth Anything V2 (Dinov2 backbone) exported at 56x56, cached."""
+    """Return a tiny random Depth Anything V2 (Dinov2 backbone) exported at 56x56 (cached)."""
     pytest.importorskip('torch', reason='torch is needed to export the tiny test model')
     pytest.importorskip('transformers', reason='transformers is needed for the tiny model')
     pytest.importorskip('onnxruntime', reason='onnxruntime runs the tiny test model')
@@ -35,7 +34,7 @@ def tiny_model(tmp_root: Path) -> Path:
 
 
 def pydnet(repo_root: Path) -> tuple[Path, Path]:
-    """The real PyDNet++ ONNX file and its hand-written card (skip when absent)."""
+    """Return the real PyDNet++ ONNX file and its hand-written card (skip when absent)."""
     pytest.importorskip('onnxruntime', reason='onnxruntime runs PyDNet++')
     data = shared_data_path()
     if data is None:
@@ -72,7 +71,7 @@ def stamp_ns(msg) -> int:
 
 
 def tum_rgb_small(width: int = 64, height: int = 48) -> np.ndarray:
-    """The TUM RGB frame shrunk to a small size (RGB uint8)."""
+    """Return the TUM RGB frame shrunk to a small size (RGB uint8)."""
     import cv2
     data = shared_data_path()
     if data is None:
@@ -84,7 +83,7 @@ def tum_rgb_small(width: int = 64, height: int = 48) -> np.ndarray:
 
 def camera_info(f, stamp: int, width: int, height: int, frame: str, scale: float = 0.1,
                 k=None):
-    """A TUM-like CameraInfo (525 px focal at 640x480, scaled by ``scale``)."""
+    """Return a TUM-like CameraInfo (525 px focal at 640x480, scaled by ``scale``)."""
     K = np.array([525 * scale, 0, 319.5 * scale, 0, 525 * scale, 239.5 * scale, 0, 0, 1.0]) \
         if k is None else np.asarray(k, dtype=np.float64)
     P = np.array([K[0], 0, K[2], 0, 0, K[4], K[5], 0, 0, 0, 1, 0], dtype=np.float64)

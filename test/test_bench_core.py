@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-import pytest
-
 from depth_node.bench import parse_resolution, run_core_bench
 from depth_node.cli import main
+import pytest
 
 KEYS = ('decode_ms', 'cloud_ms', 'message_ms', 'depth_encode_ms', 'memcpy_ms', 'cloud_ratio')
 

@@ -7,14 +7,13 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-import pytest
-from camera_helpers import CALIBRATION_FILES, calibration, pinhole
+from camera_helpers import calibration, CALIBRATION_FILES, pinhole
+from depth_node.camera import CameraModel, DISTORTION_MODELS
+from depth_node.errors import CameraInfoError, SizeMismatchError, UncalibratedCameraError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from depth_node.camera import DISTORTION_MODELS, CameraModel
-from depth_node.errors import CameraInfoError, SizeMismatchError, UncalibratedCameraError
+import numpy as np
+import pytest
 
 
 # ---------------------------------------------------------------- loading real calibrations
@@ -80,8 +79,10 @@ def test_equidistant_with_trailing_zero_coefficient(shared_data):
 
 
 def test_uzhfpv_declared_size_does_not_match_640x480(shared_data):
-    """The file says 752x480, its principal point says 640x480: a different aspect ratio, so
-    the camera cannot be scaled to 640x480 and the error names both sizes."""
+    """A file at 752x480 whose principal point says 640x480 cannot be scaled to 640x480.
+
+    The aspect ratio differs, so the camera cannot be scaled and the error names both sizes.
+    """
     cam = CameraModel.from_file(calibration(shared_data,
                                             'uzhfpv_cam0_forward_equidistant_partial.yaml'))
     assert (cam.width, cam.height) == (752, 480)
@@ -96,7 +97,7 @@ def test_uzhfpv_declared_size_does_not_match_640x480(shared_data):
 # ---------------------------------------------------------------- CameraInfo messages
 def _read_camera_infos(bag: Path) -> list:
     from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.typesys import get_typestore, Stores
 
     with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
         conns = [c for c in reader.connections if c.msgtype == 'sensor_msgs/msg/CameraInfo']
@@ -124,14 +125,14 @@ def test_camera_info_from_synthetic_bag_with_distortion(shared_data):
 
 
 def _namespace_info(**over):
-    """An rclpy-like CameraInfo: fixed arrays as numpy, d as array.array('d')."""
-    fields = dict(
-        header=SimpleNamespace(frame_id='cam_optical'), width=640, height=480,
-        distortion_model='plumb_bob', d=array.array('d', [-0.2, 0.05, 0.001, -0.001, 0.0]),
-        k=np.array([500.0, 0, 320, 0, 510.0, 240, 0, 0, 1]), r=np.eye(3).ravel(),
-        p=np.array([480.0, 0, 322, 0, 0, 490.0, 238, 0, 0, 0, 1, 0]),
-        binning_x=0, binning_y=0,
-        roi=SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0, do_rectify=False))
+    """Return an rclpy-like CameraInfo: fixed arrays as numpy, d as array.array('d')."""
+    fields = {
+        'header': SimpleNamespace(frame_id='cam_optical'), 'width': 640, 'height': 480,
+        'distortion_model': 'plumb_bob', 'd': array.array('d', [-0.2, 0.05, 0.001, -0.001, 0.0]),
+        'k': np.array([500.0, 0, 320, 0, 510.0, 240, 0, 0, 1]), 'r': np.eye(3).ravel(),
+        'p': np.array([480.0, 0, 322, 0, 0, 490.0, 238, 0, 0, 0, 1, 0]),
+        'binning_x': 0, 'binning_y': 0,
+        'roi': SimpleNamespace(x_offset=0, y_offset=0, width=0, height=0, do_rectify=False)}
     fields.update(over)
     return SimpleNamespace(**fields)
 
@@ -184,10 +185,11 @@ def test_to_camera_info_keeps_binning_roi_and_writes_none_as_plumb_bob(factory):
 
 # ---------------------------------------------------------------- bad input
 def _cam(**over):
-    base = dict(width=640, height=480, K=np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]),
-                D=np.array([-0.2, 0.05, 0.0, 0.0, 0.0]), R=np.eye(3),
-                P=np.array([[500.0, 0, 320, 0], [0, 500, 240, 0], [0, 0, 1, 0]]),
-                distortion_model='plumb_bob')
+    base = {'width': 640, 'height': 480,
+            'K': np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]),
+            'D': np.array([-0.2, 0.05, 0.0, 0.0, 0.0]), 'R': np.eye(3),
+            'P': np.array([[500.0, 0, 320, 0], [0, 500, 240, 0], [0, 0, 1, 0]]),
+            'distortion_model': 'plumb_bob'}
     base.update(over)
     return CameraModel(**base)
 
@@ -259,14 +261,14 @@ def test_empty_model_with_coefficients_is_rejected():
 
 
 @pytest.mark.parametrize('over,match', [
-    (dict(width=0), 'image size is 0x480'),
-    (dict(height=0), 'image size is 640x0'),
-    (dict(K=np.array([[-500.0, 0, 320], [0, 500, 240], [0, 0, 1]])), 'fx=-500'),
-    (dict(K=np.array([[500.0, 0, 320], [0, 0, 240], [0, 0, 1]])), 'fy=0'),
-    (dict(K=np.ones(8)), 'K has 8 values'),
-    (dict(P=np.ones(9)), 'P has 9 values'),
-    (dict(roi=(600, 0, 100, 100, False)), 'roi'),
-    (dict(binning_x=-1), 'binning'),
+    ({'width': 0}, 'image size is 0x480'),
+    ({'height': 0}, 'image size is 640x0'),
+    ({'K': np.array([[-500.0, 0, 320], [0, 500, 240], [0, 0, 1]])}, 'fx=-500'),
+    ({'K': np.array([[500.0, 0, 320], [0, 0, 240], [0, 0, 1]])}, 'fy=0'),
+    ({'K': np.ones(8)}, 'K has 8 values'),
+    ({'P': np.ones(9)}, 'P has 9 values'),
+    ({'roi': (600, 0, 100, 100, False)}, 'roi'),
+    ({'binning_x': -1}, 'binning'),
 ])
 def test_malformed_fields(over, match):
     with pytest.raises(CameraInfoError, match=match) as info:
@@ -428,8 +430,11 @@ def test_zero_focal_rows_are_uncalibrated_too():
 
 
 def test_t265_yaml_serves_a_bag_without_camera_info(shared_data, humble_factory):
-    """The bag tool's case: the T265 bag has images but no camera_info; the calibration YAML
-    plus the image's frame and size must give a usable camera and a valid CameraInfo."""
+    """The bag tool's case: the T265 bag has images but no camera_info.
+
+    The calibration YAML plus the image's frame and size must give a usable camera and a valid
+    CameraInfo.
+    """
     pytest.importorskip('rosbags', reason='rosbags is not installed (pip install rosbags)')
     from rosbags.highlevel import AnyReader
 

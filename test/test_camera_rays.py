@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 
+from camera_helpers import calibration, CALIBRATION_FILES, cv2_project, pinhole
 import cv2
-import numpy as np
-import pytest
-from camera_helpers import CALIBRATION_FILES, calibration, cv2_project, pinhole
-
 from depth_node import camera as camera_mod
 from depth_node.camera import CameraModel
+import numpy as np
+import pytest
 
 DEPTH_M = 2.5
 
@@ -55,8 +54,10 @@ def test_round_trip_rectified(shared_data, name):
 
 @pytest.mark.parametrize('name', [n for n in CALIBRATION_FILES if 'partial' not in n])
 def test_rectified_rays_match_opencv_rectification_map(shared_data, name):
-    """A rectified pixel's ray, rotated back by R^T and projected with K + D, lands where
-    OpenCV's initUndistortRectifyMap says that rectified pixel is sampled from."""
+    """A rectified pixel's ray lands where OpenCV's initUndistortRectifyMap samples it from.
+
+    The ray is rotated back by R^T and projected with K + D.
+    """
     path = calibration(shared_data, name)
     rect = CameraModel.from_file(path, rectified=True)
     raw = CameraModel.from_file(path)
@@ -96,8 +97,10 @@ def test_rectified_camera_uses_p_not_k(shared_data):
 
 
 def test_raw_rays_ignore_r(shared_data):
-    """R (stereo rectification rotation) must not rotate raw rays: the principal point's ray
-    stays on the optical axis although R != I."""
+    """R (stereo rectification rotation) must not rotate raw rays.
+
+    The principal point's ray stays on the optical axis although R != I.
+    """
     cam = CameraModel.from_file(calibration(shared_data,
                                             'isaac_tf_camera_plumb_bob.camera_info.json'))
     assert not np.allclose(cam.R, np.eye(3))
@@ -122,8 +125,11 @@ def test_fisheye_field_of_view_stops_at_90_degrees(shared_data):
 
 
 def test_non_monotonic_distortion_is_nan_outside_its_valid_radius():
-    """plumb_bob k1 = -0.5: r_d = r (1 - 0.5 r^2) peaks at r = sqrt(2/3), r_d = 0.544; pixels
-    further out have no undistorted position and must be NaN, the rest must round-trip."""
+    """plumb_bob k1 = -0.5: pixels past the distortion peak are NaN, the rest round-trip.
+
+    r_d = r (1 - 0.5 r^2) peaks at r = sqrt(2/3), r_d = 0.544; pixels further out have no
+    undistorted position.
+    """
     cam = pinhole(width=640, height=480, fx=300.0, fy=300.0, cx=319.5, cy=239.5,
                   D=[-0.5, 0, 0, 0, 0], model='plumb_bob')
     rays = cam.ray_table()
@@ -167,8 +173,10 @@ def test_ray_table_cached_read_only_and_bounded():
 
 
 def test_binned_roi_rays_equal_full_resolution_rays(shared_data):
-    """image_geometry's convention: binned pixel (u, v) of ROI (x0, y0) is full-resolution
-    pixel (u * bx + x0, v * by + y0); the rays there must be identical."""
+    """image_geometry's convention for binning and ROI gives identical rays.
+
+    Binned pixel (u, v) of ROI (x0, y0) is full-resolution pixel (u * bx + x0, v * by + y0).
+    """
     full = CameraModel.from_file(calibration(shared_data, 'utbm_bumblebee2_left_plumb_bob.yaml'))
     x0, y0, w, h = 100, 60, 800, 600
     binned = CameraModel(width=full.width, height=full.height, K=full.K, D=full.D, R=full.R,
@@ -181,8 +189,10 @@ def test_binned_roi_rays_equal_full_resolution_rays(shared_data):
 
 
 def test_resized_camera_matches_cv2_resize_of_a_projected_pattern(shared_data):
-    """Render Gaussian blobs at projected points, resize the picture with cv2.resize, and find
-    each blob again: its centroid must be where the resized camera projects the point."""
+    """Blobs rendered at projected points and resized with cv2.resize fit the resized camera.
+
+    Each blob is found again: its centroid must be where the resized camera projects the point.
+    """
     cam = CameraModel.from_file(calibration(shared_data,
                                             'usb_cam_test_camera_plumb_bob_rectified.yaml'))
     points = np.array([[-0.5, -0.3, 2.0], [0.3, 0.2, 2.5], [0.0, 0.0, 3.0], [0.6, -0.4, 2.2]])
@@ -219,9 +229,12 @@ def test_resized_camera_matches_cv2_resize_of_a_projected_pattern(shared_data):
 
 @pytest.mark.parametrize('resize', ['stretch', 'keep_aspect_pad', 'keep_aspect_crop'])
 def test_network_camera_matches_preprocessed_pattern(shared_data, resize):
-    """End to end with the models' preprocessing: blobs rendered at projected points, run
-    through ``preprocess``; in the network tensor each blob sits where the camera given by
-    ``Transform.apply_to_camera`` (i.e. ``CameraModel.with_transform``) projects its point."""
+    """End to end with the models' preprocessing: blobs land where the network camera projects.
+
+    Blobs are rendered at projected points and run through ``preprocess``; in the network tensor
+    each blob sits where the camera given by ``Transform.apply_to_camera`` (i.e.
+    ``CameraModel.with_transform``) projects its point.
+    """
     preprocess = pytest.importorskip('depth_node.models.preprocess')
     card_mod = pytest.importorskip('depth_node.models.card')
     cam = CameraModel.from_file(calibration(shared_data,

@@ -6,16 +6,22 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import cv2
-from hypothesis import given, settings, strategies as st
+from depth_node.bench import rclpy_like_factory
+from depth_node.clouds import (
+    cloud_buffer,
+    cloud_fields,
+    depth_to_cloud,
+    make_pointcloud2,
+    pointcloud2_to_array,
+    write_ply,
+)
+from depth_node.errors import SizeMismatchError
+from depth_node.messages import numpy_byte_array, rclpy_byte_array
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 import numpy as np
 import pytest
-
-from depth_node.bench import rclpy_like_factory
-from depth_node.clouds import (cloud_buffer, cloud_fields, depth_to_cloud, make_pointcloud2,
-                               pointcloud2_to_array, write_ply)
-from depth_node.errors import SizeMismatchError
-from depth_node.messages import numpy_byte_array, rclpy_byte_array
 
 FX, FY, CX, CY = 525.0, 525.0, 319.5, 239.5
 

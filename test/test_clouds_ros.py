@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from depth_node.clouds import depth_to_cloud, make_pointcloud2
 import numpy as np
 import pytest
-
-from depth_node.clouds import depth_to_cloud, make_pointcloud2
 
 point_cloud2 = pytest.importorskip('sensor_msgs_py.point_cloud2',
                                    reason='needs a ROS 2 installation (sensor_msgs_py)')
@@ -14,11 +13,16 @@ point_cloud2 = pytest.importorskip('sensor_msgs_py.point_cloud2',
 @pytest.fixture(scope='module')
 def ros_factory():
     from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import (CameraInfo, CompressedImage, Image, PointCloud2, PointField,
-                                 RegionOfInterest)
-    from std_msgs.msg import Header
-
     from depth_node.messages import MessageFactory, rclpy_byte_array, rclpy_float64_array
+    from sensor_msgs.msg import (
+        CameraInfo,
+        CompressedImage,
+        Image,
+        PointCloud2,
+        PointField,
+        RegionOfInterest,
+    )
+    from std_msgs.msg import Header
     return MessageFactory(Header=Header, Time=Time, Image=Image,
                           CompressedImage=CompressedImage, CameraInfo=CameraInfo,
                           RegionOfInterest=RegionOfInterest, PointCloud2=PointCloud2,

@@ -9,6 +9,7 @@ from depth_node import diagnostics as dg
 
 
 class FakeClock:
+
     def __init__(self):
         self.t = 100.0
 

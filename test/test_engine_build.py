@@ -10,48 +10,77 @@ import sys
 import types
 from types import SimpleNamespace
 
-import pytest
-
 from depth_node.errors import EngineError
 from depth_node.models import engine as eng
+import pytest
 
 
-def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True):
-    """A module with the subset of the TensorRT Python API that build_engine uses."""
+def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True,
+                  builder_fails: str = ''):
+    """Return a module with the subset of the TensorRT Python API that build_engine uses.
+
+    Major 11 has no weak typing (no BuilderFlag.FP16, no layer precisions, no EXPLICIT_BATCH),
+    like the real TensorRT 11. ``builder_fails``: 'nullptr' (trt.Builder raises TypeError, as
+    without a GPU) or 'logged' (it logs a CUDA error and returns an object).
+    """
     trt = types.ModuleType('tensorrt')
     trt.__version__ = version
     trt.calls = []
     trt.float32, trt.float16, trt.int64 = 'f32', 'f16', 'i64'
     major = int(version.split('.')[0])
-    layer_types = dict(CONVOLUTION='conv', SOFTMAX='softmax', REDUCE='reduce',
-                       MATRIX_MULTIPLY='mm', NORMALIZATION='norm')
+    layer_types = {'CONVOLUTION': 'conv', 'SOFTMAX': 'softmax', 'REDUCE': 'reduce',
+                   'MATRIX_MULTIPLY': 'mm', 'NORMALIZATION': 'norm'}
     trt.LayerType = SimpleNamespace(**layer_types)
-    trt.NetworkDefinitionCreationFlag = SimpleNamespace(EXPLICIT_BATCH=0)
+    trt.NetworkDefinitionCreationFlag = SimpleNamespace(
+        **({'EXPLICIT_BATCH': 0} if major < 11 else {}), STRONGLY_TYPED=1)
     trt.MemoryPoolType = SimpleNamespace(WORKSPACE='workspace')
-    flags = dict(FP16='fp16', PREFER_PRECISION_CONSTRAINTS='prefer',
-                 OBEY_PRECISION_CONSTRAINTS='obey')
+    flags = ({'FP16': 'fp16', 'PREFER_PRECISION_CONSTRAINTS': 'prefer',
+              'OBEY_PRECISION_CONSTRAINTS': 'obey'} if major < 11 else {'TF32': 'tf32'})
     trt.BuilderFlag = SimpleNamespace(**flags)
 
-    class Logger:
-        WARNING = 'warning'
+    class ILogger:
+        Severity = SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
+        WARNING = 2
+
+        def log(self, severity, message):
+            raise NotImplementedError
+
+    class Logger(ILogger):
 
         def __init__(self, severity):
             trt.calls.append(('Logger', severity))
 
-    trt.Logger = Logger
+    trt.ILogger, trt.Logger = ILogger, Logger
+
+    class ITensor:
+        name = shape = dtype = None
+
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
 
     class Layer:
+        type = num_outputs = None  # noqa: A003 (as trt.ILayer.type)
+
         def __init__(self, kind, dtype='f32'):
-            self.type, self.num_outputs, self.precision, self.dtype = kind, 1, None, dtype
+            self.type, self.num_outputs, self.dtype = kind, 1, dtype
+            if major < 11:
+                self.precision = None
             self.output_types = {}
 
         def get_output(self, i):
-            return SimpleNamespace(dtype=self.dtype)
+            return ITensor(dtype=self.dtype)
 
         def set_output_type(self, i, dtype):
+            if major >= 11:
+                raise AttributeError('set_output_type')
             self.output_types[i] = dtype
 
+    if major < 11:
+        Layer.precision = None
+
     class Network:
+        num_layers = num_inputs = 0
+
         def __init__(self):
             self.layers = [Layer('conv'), Layer('norm'), Layer('mm'), Layer('softmax'),
                            Layer('reduce', 'i64')]
@@ -62,16 +91,19 @@ def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True):
             return self.layers[i]
 
         def get_input(self, i):
-            return SimpleNamespace(name='pixel_values', shape=(1, 3, 56, 70))
+            return ITensor(name='pixel_values', shape=(1, 3, 56, 70))
 
     class Cache:
-        def __init__(self, blob):
+
+        def __init__(self, blob=b''):
             self.blob = bytes(blob)
 
         def serialize(self):
             return b'timing:' + self.blob[:4] + b'+'
 
     class Config:
+        progress_monitor = None
+
         def __init__(self):
             self.flags, self.pools, self.cache, self.progress_monitor = [], {}, None, None
 
@@ -99,6 +131,11 @@ def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True):
 
         def __init__(self, logger):
             trt.builder = self
+            logger.log(ILogger.Severity.WARNING, 'fake builder warning')
+            if builder_fails == 'nullptr':
+                raise TypeError('pybind11::init(): factory function returned nullptr')
+            if builder_fails == 'logged':
+                logger.log(ILogger.Severity.ERROR, 'CUDA initialization failure with error: 35')
 
         def create_network(self, flags):
             trt.calls.append(('create_network', flags))
@@ -119,6 +156,8 @@ def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True):
             return b'SERIALIZED' if build_ok else None
 
     class OnnxParser:
+        num_errors = 0
+
         def __init__(self, network, logger):
             self.num_errors = 0 if parse_ok else 1
 
@@ -130,13 +169,27 @@ def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True):
             return 'In node 3 (Foo): unsupported operator'
 
     trt.Builder, trt.OnnxParser = Builder, OnnxParser
+    trt.IBuilderConfig, trt.INetworkDefinition, trt.ILayer = Config, Network, Layer
+    trt.ITensor, trt.ITimingCache, trt.IHostMemory = ITensor, Cache, bytes
     if major >= 10:
         class IProgressMonitor:
+
             def __init__(self):
                 trt.calls.append(('monitor',))
 
+            def phase_start(self, phase_name, parent_phase, num_steps):
+                raise NotImplementedError
+
+            step_complete = phase_finish = phase_start
+
         trt.IProgressMonitor = IProgressMonitor
     return trt
+
+
+@pytest.fixture(autouse=True)
+def one_gpu(monkeypatch):
+    """Make the driver probe report one GPU (the fakes stand in for TensorRT on it)."""
+    monkeypatch.setattr(eng, 'cuda_devices', lambda: (1, ''))
 
 
 @pytest.fixture
@@ -237,3 +290,122 @@ def test_ensure_engine_with_fake_tensorrt_end_to_end(monkeypatch, onnx_file, tmp
     assert key.input_shapes == {'pixel_values': [1, 3, 28, 42]}
     assert (key.gpu_name, key.compute_capability) == ('NVIDIA H100', '9.0')
     assert eng.read_sidecar(path)['key'] == key
+
+
+def test_tensorrt_11_refuses_fp16_and_builds_fp32(monkeypatch, onnx_file, tmp_path):
+    """Check TensorRT 11, which removed weak typing: fp16 is refused, fp32 builds without pins."""
+    trt = fake_tensorrt('11.4.0.106')
+    monkeypatch.setitem(sys.modules, 'tensorrt', trt)
+    assert not eng.weak_typing_fp16(trt)
+    with pytest.raises(EngineError, match=r'TensorRT 11\.4\.0\.106 cannot build an FP16 engine'
+                                          r'.*BuilderFlag\.FP16') as info:
+        eng.build_engine(onnx_file, tmp_path / 'n.fp16.engine', log=lambda m: None)
+    assert '--precision fp32' in info.value.hint
+    assert not hasattr(trt, 'builder')  # refused before touching the GPU
+    logs = []
+    eng.build_engine(onnx_file, tmp_path / 'n.fp32.engine', precision='fp32', log=logs.append)
+    assert ('create_network', 0) in trt.calls and trt.builder.config.flags == []
+    assert (tmp_path / 'n.fp32.engine').read_bytes() == b'SERIALIZED'
+    assert 'TensorRT: Building engine (3 steps)' in '\n'.join(logs)
+
+
+def test_tensorrt_warnings_reach_the_log(monkeypatch, onnx_file, tmp_path):
+    monkeypatch.setitem(sys.modules, 'tensorrt', fake_tensorrt('10.13.3.9'))
+    logs = []
+    eng.build_engine(onnx_file, tmp_path / 'n.engine', log=logs.append)
+    assert '  TensorRT warning: fake builder warning' in logs
+
+
+def test_no_gpu_is_a_clear_error_before_tensorrt_runs(monkeypatch, onnx_file, tmp_path):
+    trt = fake_tensorrt('10.13.3.9')
+    monkeypatch.setitem(sys.modules, 'tensorrt', trt)
+    monkeypatch.setattr(eng, 'cuda_devices',
+                        lambda: (0, 'no NVIDIA driver is installed (libcuda not found)'))
+    with pytest.raises(EngineError, match='needs a CUDA GPU.*libcuda not found'):
+        eng.build_engine(onnx_file, tmp_path / 'n.engine', log=lambda m: None)
+    assert not hasattr(trt, 'builder')
+
+
+@pytest.mark.parametrize('failure,why', [('nullptr', 'factory function returned nullptr'),
+                                         ('logged', 'CUDA initialization failure')])
+def test_builder_creation_failure_is_a_clear_error(monkeypatch, onnx_file, tmp_path, failure,
+                                                   why):
+    monkeypatch.setitem(sys.modules, 'tensorrt',
+                        fake_tensorrt('10.13.3.9', builder_fails=failure))
+    with pytest.raises(EngineError, match=f'cannot create a builder: .*{why}') as info:
+        eng.build_engine(onnx_file, tmp_path / 'n.engine', log=lambda m: None)
+    assert 'nvidia-smi' in info.value.hint
+    assert not (tmp_path / 'n.engine').exists()
+
+
+def test_api_drift_names_the_missing_names(monkeypatch, onnx_file, tmp_path):
+    trt = fake_tensorrt('10.13.3.9')
+    del trt.IBuilderConfig.set_timing_cache
+    del trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS
+    monkeypatch.setitem(sys.modules, 'tensorrt', trt)
+    with pytest.raises(EngineError, match=r'TensorRT 10\.13\.3\.9 lacks .*'
+                                          r'IBuilderConfig\.set_timing_cache'):
+        eng.build_engine(onnx_file, tmp_path / 'n.engine', precision='fp32', log=lambda m: None)
+    trt.IBuilderConfig.set_timing_cache = lambda self, cache, ignore: True
+    with pytest.raises(EngineError, match=r'lacks .*BuilderFlag\.OBEY_PRECISION_CONSTRAINTS'):
+        eng.build_engine(onnx_file, tmp_path / 'n.engine', precision='fp16', log=lambda m: None)
+    eng.build_engine(onnx_file, tmp_path / 'n.engine', precision='fp32', log=lambda m: None)
+
+
+def test_required_api_depends_on_the_version():
+    v8, v10, v11 = (set(eng.required_api(m)) for m in (8, 10, 11))
+    assert 'NetworkDefinitionCreationFlag.EXPLICIT_BATCH' in v8 - v10
+    assert {'BuilderFlag.FP16', 'ILayer.precision', 'ILayer.set_output_type'} <= v10 - v11
+    assert 'IProgressMonitor' in v10 - v8 and 'IProgressMonitor' in v11
+    run = set(eng.required_api(11, ('run',)))
+    assert {'Runtime.deserialize_cuda_engine', 'IExecutionContext.execute_async_v3'} <= run
+    assert not any(name.startswith(('Builder', 'OnnxParser')) for name in run)
+
+
+def test_cuda_probe_answers_without_crashing(monkeypatch):
+    """The real ctypes driver probe: a count, and a reason whenever the count is 0."""
+    monkeypatch.undo()  # not the one-GPU stand-in
+    count, why = eng.cuda_devices()
+    assert isinstance(count, int) and count >= 0
+    assert (count == 0) == bool(why)
+    if count == 0:
+        with pytest.raises(EngineError, match='needs a CUDA GPU'):
+            eng.require_gpu('Building a TensorRT engine')
+
+
+class FakeDriver:
+    """The four driver-API calls cuda_device makes, writing through ctypes references."""
+
+    def __init__(self, count=1, name=b'Orin (nvgpu)', capability=(8, 7), fail=0):
+        self.count, self.name, self.capability, self.fail = count, name, capability, fail
+
+    def cuDeviceGetCount(self, ref):  # noqa: N802 (the driver's names)
+        ref._obj.value = self.count
+        return 0
+
+    def cuDeviceGet(self, ref, index):  # noqa: N802
+        ref._obj.value = index
+        return 0
+
+    def cuDeviceGetName(self, buffer, size, device):  # noqa: N802
+        buffer.value = self.name[:size - 1]
+        return self.fail
+
+    def cuDeviceGetAttribute(self, ref, attribute, device):  # noqa: N802
+        ref._obj.value = {75: self.capability[0], 76: self.capability[1]}[attribute]
+        return 0
+
+
+def test_key_source_asks_the_driver_not_torch(monkeypatch):
+    monkeypatch.undo()  # the real cuda_devices, over a fake driver library
+    monkeypatch.setattr(eng, '_cuda_driver', lambda: (FakeDriver(count=2), ''))
+    assert eng.cuda_devices() == (2, '')
+    assert eng.TensorRTKeySource(1).gpu() == ('Orin (nvgpu)', '8.7')
+    with pytest.raises(EngineError, match='no CUDA device 2 .*reports 2'):
+        eng.cuda_device(2)
+    monkeypatch.setattr(eng, '_cuda_driver', lambda: (FakeDriver(fail=101), ''))
+    with pytest.raises(EngineError, match='cannot describe CUDA device 0'):
+        eng.cuda_device(0)
+    monkeypatch.setattr(eng, '_cuda_driver', lambda: (FakeDriver(count=0), ''))
+    with pytest.raises(EngineError, match='No CUDA GPU is usable .*reports no CUDA GPU'):
+        eng.TensorRTKeySource().gpu()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
+import time
 from types import SimpleNamespace
-
-import pytest
 
 from depth_node.errors import EngineError, ModelError
 from depth_node.models import engine as eng
+import pytest
 
 onnx = pytest.importorskip('onnx', reason='onnx is not installed (reads the ONNX input shapes)')
 
@@ -39,7 +38,7 @@ class FakeBuilder:
     def __call__(self, onnx_path, engine_path, **kwargs):
         self.calls.append((Path(onnx_path), Path(engine_path), kwargs))
         if self.write:
-            Path(engine_path).write_bytes(f'engine {kwargs["precision"]}'.encode())
+            Path(engine_path).write_bytes(f"engine {kwargs['precision']}".encode())
         return engine_path
 
 
@@ -233,6 +232,7 @@ def test_sha256_covers_external_data(model):
 
 def test_mark_fp32_layers_with_fake_network():
     class Layer:
+
         def __init__(self, kind, outputs=1, dtype='f32'):
             self.type, self.num_outputs, self.precision = kind, outputs, 'any'
             self.output_types = {}

@@ -6,10 +6,9 @@ import importlib
 from pathlib import Path
 from types import SimpleNamespace
 
+from depth_node.errors import BackendUnavailableError, EngineError
 import numpy as np
 import pytest
-
-from depth_node.errors import BackendUnavailableError, EngineError
 
 
 def _has_tensorrt_gpu() -> tuple[bool, str]:
@@ -80,10 +79,9 @@ def _card(height=28, width=42):
 @needs_trt
 @pytest.mark.parametrize('precision', ['fp32', 'fp16'])
 def test_build_and_infer(tmp_path, precision):
-    import torch
-
     from depth_node.backends.tensorrt import TensorRTBackend
     from depth_node.models import engine as eng
+    import torch
     onnx_path = _tiny_onnx(tmp_path / 'tiny.onnx')
     logs = []
     backend = TensorRTBackend(onnx_path, _card(), precision=precision, log=logs.append)
@@ -153,6 +151,7 @@ class _FakeEngine:
         self.shapes = shapes
         self.num_io_tensors = len(shapes)
         self.out_dtype = out_dtype
+        self.accept_addresses = True
 
     def get_tensor_name(self, i):
         return list(self.shapes)[i]
@@ -168,6 +167,7 @@ class _FakeEngine:
 
 
 class _FakeContext:
+
     def __init__(self, engine, backend_ref):
         self.engine, self.addresses, self.shapes = engine, {}, dict(engine.shapes)
         self.backend_ref = backend_ref
@@ -183,6 +183,7 @@ class _FakeContext:
 
     def set_tensor_address(self, name, address):
         self.addresses[name] = address
+        return self.engine.accept_addresses
 
     def execute_async_v3(self, stream_handle):
         buffers = self.backend_ref()._buffers
@@ -194,7 +195,7 @@ class _FakeContext:
         return True
 
 
-def _cpu_backend(monkeypatch, shapes, card, out_dtype='FLOAT'):
+def _cpu_backend(monkeypatch, shapes, card, out_dtype='FLOAT', accept_addresses=True):
     torch = pytest.importorskip('torch', reason='torch is not installed')
     import contextlib
     import weakref
@@ -214,6 +215,7 @@ def _cpu_backend(monkeypatch, shapes, card, out_dtype='FLOAT'):
     monkeypatch.setattr(torch.cuda, 'current_stream', lambda device=None: FakeStream())
 
     class CpuBackend(trt_backend.TensorRTBackend):
+
         def __init__(self):  # no TensorRT, no GPU: only what _bind/infer use
             trt_backend.Backend.__init__(self, 'fake.engine', card)
             self._trt = SimpleNamespace(TensorIOMode=SimpleNamespace(INPUT='in'))
@@ -221,6 +223,8 @@ def _cpu_backend(monkeypatch, shapes, card, out_dtype='FLOAT'):
             self._device = torch.device('cpu')
             self.engine_path = Path('fake.engine')
             self.engine = _FakeEngine(torch, shapes, out_dtype)
+            self.engine.accept_addresses = accept_addresses
+            self._trt_logger = SimpleNamespace(errors=['[E] fake: misaligned address'])
             self.context = _FakeContext(self.engine, weakref.ref(self))
             self._bind()
             self._stream = FakeStream()
@@ -266,3 +270,41 @@ def test_card_and_engine_disagree(monkeypatch):
         _cpu_backend(monkeypatch, shapes, _card().replace(output_name='depth'))
     with pytest.raises(ModelError, match='input_name'):
         _cpu_backend(monkeypatch, shapes, _card().replace(input_name='image'))
+
+
+def test_refused_tensor_address_is_a_clear_error(monkeypatch):
+    shapes = {'pixel_values': (1, 3, 28, 42), 'predicted_depth': (1, 28, 42)}
+    with pytest.raises(EngineError, match="refused the buffer of tensor 'pixel_values'.*"
+                                          'misaligned address'):
+        _cpu_backend(monkeypatch, shapes, _card(), accept_addresses=False)
+
+
+def test_fp16_falls_back_to_fp32_with_a_warning_on_tensorrt_11(monkeypatch, tmp_path):
+    torch = pytest.importorskip('torch', reason='torch is not installed')
+    import contextlib
+
+    from depth_node.backends import tensorrt as trt_backend
+    onnx_path = tmp_path / 'model.onnx'
+    onnx_path.write_bytes(b'not parsed here')
+    fake_trt = SimpleNamespace(__version__='11.4.0.106')
+    real_require = trt_backend.require
+    monkeypatch.setattr(trt_backend, 'require', lambda name, purpose='': (
+        fake_trt if name == 'tensorrt' else real_require(name, purpose)))
+    monkeypatch.setattr(trt_backend.engines, 'check_api', lambda trt, purposes: None)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device', lambda device: contextlib.nullcontext())
+    asked = {}
+
+    def fake_ensure(onnx, engine_path, *, precision, **kwargs):
+        asked['precision'], asked['engine_path'] = precision, Path(engine_path)
+        return Path(engine_path), SimpleNamespace(precision=precision)
+
+    monkeypatch.setattr(trt_backend.engines, 'ensure_engine', fake_ensure)
+    monkeypatch.setattr(trt_backend.TensorRTBackend, '_load', lambda self: None)
+    logged = []
+    backend = trt_backend.TensorRTBackend(onnx_path, _card(), precision='fp16',
+                                          key_source=object(), log=logged.append)
+    assert asked['precision'] == 'fp32' and backend.precision == 'fp32'
+    assert asked['engine_path'].name == 'model.fp32.engine'
+    assert any('TensorRT 11.4.0.106' in line and 'fp32 instead of fp16' in line
+               for line in logged)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
-
 from depth_node import errors
-from depth_node.errors import (BackendUnavailableError, ImageFormatError, InputError,
-                               ModelError, require, UncalibratedCameraError)
+from depth_node.errors import (
+    BackendUnavailableError,
+    ImageFormatError,
+    InputError,
+    ModelError,
+    require,
+    UncalibratedCameraError,
+)
 from depth_node.ratelimit import ErrorReporter
+import pytest
 
 
 class FakeClock:
+
     def __init__(self) -> None:
         self.now = 0.0
 

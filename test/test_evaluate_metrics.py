@@ -6,12 +6,17 @@ import json
 import math
 
 import cv2
+from depth_node.cli import main
+from depth_node.evaluate import (
+    compute_metrics,
+    crop_mask,
+    EvaluationError,
+    load_depth_file,
+    METRIC_KEYS,
+    pair_by_stamp,
+)
 import numpy as np
 import pytest
-
-from depth_node.cli import main
-from depth_node.evaluate import (compute_metrics, crop_mask, EvaluationError, load_depth_file,
-                                 METRIC_KEYS, pair_by_stamp)
 
 NAN = float('nan')
 
@@ -144,10 +149,9 @@ def test_pair_by_stamp():
 
 def test_bag_evaluation(shared_data, tmp_path, capsys):
     pytest.importorskip('rosbags', reason='rosbags is not installed (pip install rosbags)')
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     from depth_node.images import make_depth_image
     from depth_node.messages import rosbags_factory
+    from rosbags.rosbag2 import StoragePlugin, Writer
     factory = rosbags_factory('humble')
     store = factory.typestore
     gt = load_depth_file(shared_data / 'rgbd/open3d_tum/TUM_depth.png', 1 / 5000)

@@ -9,10 +9,9 @@ shift in depth space.
 from __future__ import annotations
 
 import cv2
+from depth_node.evaluate import compute_metrics, load_depth_file
 import numpy as np
 import pytest
-
-from depth_node.evaluate import compute_metrics, load_depth_file
 
 # sample: (image, depth, scale, format, max depth, (valid px, AbsRel, delta1) from the README)
 README_TABLE = {

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +15,15 @@ pytest.importorskip('transformers', reason='transformers is not installed')
 onnx = pytest.importorskip('onnx', reason='onnx is not installed')
 ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
 
-from depth_node.errors import ModelError, SelfTestError  # noqa: E402
+from depth_node.errors import ModelError, SelfTestError  # noqa: E402, I100
 from depth_node.models import zoo  # noqa: E402
-from depth_node.models.card import ModelCard, card_path_for  # noqa: E402
-from depth_node.models.export import (check_onnx, export_model, fixed_input,  # noqa: E402
-                                      compare_with_onnxruntime)
+from depth_node.models.card import card_path_for, ModelCard  # noqa: E402
+from depth_node.models.export import (  # noqa: E402
+    check_onnx,
+    compare_with_onnxruntime,
+    export_model,
+    fixed_input,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,8 +55,10 @@ def _quiet(_message: str) -> None:
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
-    """Tiny exports: relative DA V2 (70x56), metric DA V2 indoor (56x70), DPT, DPT-Hybrid
-    (64x64), ZoeDepth NYU (96x64)."""
+    """Tiny exports: relative DA V2, metric DA V2 indoor, DPT, DPT-Hybrid, ZoeDepth NYU.
+
+    Network sizes: 70x56, 56x70, DPT's default, 64x64 and 96x64.
+    """
     root = tmp_path_factory.mktemp('export')
     out = {}
     lines = []

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from depth_node.errors import ModelError
 from depth_node.models import zoo
+import pytest
 
 pytest.importorskip('transformers', reason='transformers is not installed')
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import cv2
+from depth_node.errors import CompressedImageError, ImageFormatError, InputError
+from depth_node.images import depth_to_metres, image_to_array, image_to_rgb, message_to_rgb
 import numpy as np
 import pytest
-
-from depth_node.errors import CompressedImageError, ImageFormatError, InputError
-from depth_node.images import (depth_to_metres, image_to_array, image_to_rgb,
-                               message_to_rgb)
 
 pytest.importorskip('rosbags', reason='rosbags is not installed (pip install rosbags)')
 
@@ -16,7 +14,7 @@ pytest.importorskip('rosbags', reason='rosbags is not installed (pip install ros
 def read_topic(path, topic):
     """All deserialized messages of one topic of a bag (ROS 1 or rosbag2)."""
     from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
+    from rosbags.typesys import get_typestore, Stores
     with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
         connections = [c for c in reader.connections if c.topic == topic]
         assert connections, f'{topic} not in {path}'

@@ -8,15 +8,21 @@ import sys
 from types import SimpleNamespace
 
 import cv2
-from hypothesis import given, settings, strategies as st
+from depth_node.errors import CompressedImageError, ImageFormatError, UnsupportedEncodingError
+from depth_node.images import (
+    COLOR_ENCODINGS,
+    colorize_depth,
+    compressed_to_rgb,
+    depth_to_metres,
+    image_to_array,
+    image_to_rgb,
+    message_to_rgb,
+    RAW_ENCODINGS,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import numpy as np
 import pytest
-
-from depth_node.errors import (CompressedImageError, ImageFormatError,
-                               UnsupportedEncodingError)
-from depth_node.images import (COLOR_ENCODINGS, RAW_ENCODINGS, colorize_depth,
-                               compressed_to_rgb, depth_to_metres, image_to_array,
-                               image_to_rgb, message_to_rgb)
 
 HOST_BIG = sys.byteorder == 'big'
 
@@ -165,7 +171,7 @@ def test_mono_to_rgb():
 
 
 def bayer_mosaic(rgb, pattern):
-    """A Bayer mosaic: the 2x2 ``pattern`` (e.g. 'rggb') names the channel of each cell."""
+    """Return a Bayer mosaic: the 2x2 ``pattern`` (e.g. 'rggb') names the channel of each cell."""
     index = {'r': 0, 'g': 1, 'b': 2}
     mosaic = np.zeros(rgb.shape[:2], np.uint8)
     for cell, name in enumerate(pattern):
@@ -296,8 +302,8 @@ def compressed_depth_message(depth_m, encoding):
     else:
         quant_a, depth_max = 100.0, 10.0     # the transport's defaults
         quant_b = quant_a / depth_max
-        inv = np.where(np.isfinite(depth_m), quant_a / np.where(np.isfinite(depth_m),
-                                                                 depth_m, 1) + quant_b, 0)
+        safe_m = np.where(np.isfinite(depth_m), depth_m, 1)
+        inv = np.where(np.isfinite(depth_m), quant_a / safe_m + quant_b, 0)
         raw = np.round(inv).astype(np.uint16)
         header = struct.pack('<iff', 0, quant_a, quant_b)
     ok, png = cv2.imencode('.png', raw)

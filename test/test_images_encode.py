@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from hypothesis import given, settings, strategies as st
+from depth_node.errors import ImageFormatError, UnsupportedEncodingError
+from depth_node.images import (
+    depth_to_metres,
+    encode_depth,
+    image_to_array,
+    make_depth_image,
+    make_image,
+)
+from depth_node.messages import numpy_byte_array, rclpy_byte_array
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 import numpy as np
 import pytest
-
-from depth_node.errors import ImageFormatError, UnsupportedEncodingError
-from depth_node.images import (depth_to_metres, encode_depth, image_to_array,
-                               make_depth_image, make_image)
-from depth_node.messages import numpy_byte_array, rclpy_byte_array
 
 depth_values = st.one_of(
     st.floats(min_value=-10, max_value=100, width=32),

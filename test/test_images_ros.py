@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from depth_node.images import depth_to_metres, image_to_rgb, make_depth_image, make_image
 import numpy as np
 import pytest
-
-from depth_node.images import depth_to_metres, image_to_rgb, make_depth_image, make_image
 
 cv_bridge = pytest.importorskip('cv_bridge', reason='needs a ROS 2 installation (cv_bridge)')
 sensor_msgs_msg = pytest.importorskip('sensor_msgs.msg',
@@ -15,11 +14,16 @@ sensor_msgs_msg = pytest.importorskip('sensor_msgs.msg',
 @pytest.fixture(scope='module')
 def ros_factory():
     from builtin_interfaces.msg import Time
-    from sensor_msgs.msg import (CameraInfo, CompressedImage, Image, PointCloud2, PointField,
-                                 RegionOfInterest)
-    from std_msgs.msg import Header
-
     from depth_node.messages import MessageFactory, rclpy_byte_array, rclpy_float64_array
+    from sensor_msgs.msg import (
+        CameraInfo,
+        CompressedImage,
+        Image,
+        PointCloud2,
+        PointField,
+        RegionOfInterest,
+    )
+    from std_msgs.msg import Header
     return MessageFactory(Header=Header, Time=Time, Image=Image,
                           CompressedImage=CompressedImage, CameraInfo=CameraInfo,
                           RegionOfInterest=RegionOfInterest, PointCloud2=PointCloud2,

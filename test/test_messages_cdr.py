@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2, pointcloud2_to_array
+from depth_node.images import (
+    compressed_to_rgb,
+    depth_to_metres,
+    image_to_rgb,
+    make_compressed,
+    make_depth_image,
+    make_image,
+)
 import numpy as np
 import pytest
-
-from depth_node.clouds import (cloud_buffer, depth_to_cloud, make_pointcloud2,
-                               pointcloud2_to_array)
-from depth_node.images import (compressed_to_rgb, depth_to_metres, image_to_rgb,
-                               make_compressed, make_depth_image, make_image)
 
 
 def roundtrip(factory, msg):

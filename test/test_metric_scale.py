@@ -5,15 +5,14 @@ from __future__ import annotations
 import math
 
 import cv2
-import numpy as np
-import pytest
-
 from depth_node.camera import CameraModel
 from depth_node.errors import MissingCameraInfoError, SizeMismatchError
 from depth_node.evaluate import compute_metrics
 from depth_node.metric import MetricConfig, MetricConverter
 from depth_node.models.card import ModelCard
 from depth_node.models.preprocess import compute_transform
+import numpy as np
+import pytest
 
 NAN = float('nan')
 
@@ -333,10 +332,10 @@ def test_convert_torch_cpu_matches_numpy(shared_data):
     rng = np.random.default_rng(2)
     pred, _, _ = affine_inverse(gt, rng, 0.03)
     sparse = subsample(gt, 0.05, rng)
-    kwargs = dict(scale_source='sparse_depth', edge_threshold=0.05, min_range=1.0,
-                  max_range=4.0)
-    ref, _, rep_np = converter('relative_inverse_depth', **kwargs).convert(pred, None, None,
-                                                                          sparse)
+    kwargs = {'scale_source': 'sparse_depth', 'edge_threshold': 0.05, 'min_range': 1.0,
+              'max_range': 4.0}
+    ref, _, rep_np = converter('relative_inverse_depth', **kwargs).convert(
+        pred, None, None, sparse)
     got, _, rep_t = converter('relative_inverse_depth', **kwargs).convert(
         torch.from_numpy(pred), None, None, torch.from_numpy(sparse))
     assert isinstance(got, torch.Tensor)

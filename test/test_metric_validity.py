@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import cv2
-import numpy as np
-import pytest
-
 from depth_node.errors import DepthNodeError
 from depth_node.metric import apply_validity, edge_filter, MetricConfig
+import numpy as np
+import pytest
 
 NAN, INF = float('nan'), float('inf')
 

@@ -5,13 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 from depth_node.errors import CardError
 from depth_node.models.card import (
-    CARD_FIELDS, INTERPOLATIONS, LAYOUTS, OUTPUT_KINDS, RESIZE_MODES, ModelCard,
-    add_card_arguments, card_overrides, card_path_for, coerce_field, load_card)
+    add_card_arguments,
+    CARD_FIELDS,
+    card_overrides,
+    card_path_for,
+    coerce_field,
+    INTERPOLATIONS,
+    LAYOUTS,
+    load_card,
+    ModelCard,
+    OUTPUT_KINDS,
+    RESIZE_MODES,
+)
+import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PYDNET_CARD = REPO / 'config' / 'models' / 'pydnet_pp.card.yaml'

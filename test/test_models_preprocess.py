@@ -1,17 +1,24 @@
-"""Card-driven preprocessing: geometry of every resize mode, normalisation, layouts, the
-postprocess inverse, and the torch path against the numpy path."""
+"""Card-driven preprocessing and the postprocess inverse.
+
+Covers the geometry of every resize mode, normalisation, layouts, the postprocess inverse, and
+the torch path against the numpy path.
+"""
 
 from __future__ import annotations
 
 import cv2
-import numpy as np
-import pytest
-
 from depth_node.errors import ImageFormatError
 from depth_node.models.card import ModelCard
 from depth_node.models.preprocess import (
-    Preprocessor, TorchPreprocessor, compute_transform, postprocess, postprocess_torch,
-    preprocess)
+    compute_transform,
+    postprocess,
+    postprocess_torch,
+    preprocess,
+    Preprocessor,
+    TorchPreprocessor,
+)
+import numpy as np
+import pytest
 
 
 def card_for(resize='stretch', layout='nchw', encoding='rgb8', w=64, h=48, interp='linear',
@@ -120,8 +127,7 @@ def test_bad_images_raise_image_format_error(bad):
 
 @pytest.mark.parametrize('resize', ['stretch', 'keep_aspect_pad', 'keep_aspect_crop'])
 def test_postprocess_inverts_geometry(resize):
-    """A network-space map equal to the network x coordinate comes back as image x mapped
-    through the Transform."""
+    """A map equal to the network x coordinate comes back as image x mapped by the Transform."""
     card = card_for(resize=resize, w=64, h=48)
     W, H = 160, 90
     t = compute_transform(W, H, card)

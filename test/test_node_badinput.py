@@ -1,6 +1,8 @@
-"""DepthNode on the rclpy STAND-IN: every class of bad input is counted, logged with a hint
-and throttled, and the node keeps serving; QoS incompatibility is reported; unexpected
-exceptions are contained. Malformed messages come from the real synthetic rosbags-rs bag."""
+"""DepthNode on the rclpy STAND-IN: every class of bad input is counted and the node serves on.
+
+Each is logged with a hint and throttled; QoS incompatibility is reported; unexpected
+exceptions are contained. Malformed messages come from the real synthetic rosbags-rs bag.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def ros():
 
 @pytest.fixture(scope='module')
 def synthetic_bag_messages(shared_data):
-    """The malformed Image / CompressedImage of the synthetic rosbags-rs bag (real files)."""
+    """Return the malformed Image/CompressedImage of the synthetic rosbags-rs bag (real file)."""
     from rosbags.highlevel import AnyReader
     path = shared_data / 'bags' / 'rosbags_rs_synthetic' / 'test_bag_mcap'
     wanted = {'/test/sensor_msgs/image': None, '/test/sensor_msgs/compressed_image': None}

@@ -1,6 +1,8 @@
-"""DepthNode on the rclpy STAND-IN: real frames in, outputs out (stamps, laziness, staleness,
-sync policies, transports, diagnostics). Published messages are real rosbags objects that the
-stand-in serialized to CDR on the way."""
+"""DepthNode on the rclpy STAND-IN: real frames in, outputs out.
+
+Covers stamps, laziness, staleness, sync policies, transports and diagnostics. Published
+messages are real rosbags objects that the stand-in serialized to CDR on the way.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def tum_rgb(shared_data):
 
 @pytest.fixture
 def world(ros, humble_factory):
-    """Creates nodes, a camera and collectors; tears everything down."""
+    """Create nodes, a camera and collectors; tears everything down."""
     from rclpy import _graph
     from rclpy.parameter import Parameter
     made = []
@@ -85,8 +87,8 @@ def stamp_tuple(msg):
 
 def test_real_onnx_model_outputs_keep_stamp_and_frame(world, tum_rgb, tmp_path):
     pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
-    from depth_node.images import depth_to_metres
     from depth_node.clouds import pointcloud2_to_array
+    from depth_node.images import depth_to_metres
     path = harness.build_tiny_onnx(tmp_path / 'tiny.onnx')
     node = world.start(world.node(model_file_path=str(path), backend='onnxruntime',
                                   min_range=0.1, max_range=20.0, edge_threshold=0.0))

@@ -1,5 +1,7 @@
-"""The launch file, the parameter YAML files, the rviz config and the interface doc, checked
-without ROS (and the launch description itself where the `launch` package exists)."""
+"""The launch file, parameter YAML files, rviz config and interface doc, checked without ROS.
+
+The launch description itself is checked where the `launch` package exists.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +9,9 @@ import ast
 import importlib.util
 from pathlib import Path
 
+from depth_node import parameters
 import pytest
 import yaml
-
-from depth_node import parameters
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / 'launch' / 'depth.launch.py'

@@ -6,10 +6,9 @@ import pytest
 
 pytest.importorskip('rosbags', reason='the rclpy stand-in builds messages with rosbags')
 
-from rclpy_standin import fire_timers, harness  # noqa: E402
-
-from depth_node import parameters  # noqa: E402
+from depth_node import parameters  # noqa: E402, I100
 from depth_node.errors import SelfTestError  # noqa: E402
+from rclpy_standin import fire_timers, harness  # noqa: E402
 
 
 @pytest.fixture(scope='module')

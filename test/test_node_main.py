@@ -11,7 +11,6 @@ import threading
 import time
 
 import pytest
-
 from rclpy_standin import harness, real_ros_available
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +73,7 @@ def test_main_spins_and_shuts_down_cleanly_on_standin():
         original = node_module.DepthNode
 
         class Recording(original):
+
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
                 created.append(self)

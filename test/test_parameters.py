@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-import pytest
-
 from depth_node import parameters
-from depth_node.parameters import (BY_NAME, PARAMETERS, add_arguments, card_overrides, defaults,
-                                   validate, validate_all, values_from_args)
+from depth_node.parameters import (
+    add_arguments,
+    BY_NAME,
+    card_overrides,
+    defaults,
+    PARAMETERS,
+    validate,
+    validate_all,
+    values_from_args,
+)
+import pytest
 
 
 def test_names_are_unique_and_snake_case():

@@ -1,11 +1,9 @@
-"""process_depth on the real TUM ground-truth depth, and what outputs() builds from it:
-reprojection of the cloud, 16UC1 round trip, REP 117 ±Inf, decimation, colours, laziness.
+"""process_depth on the real TUM ground-truth depth, and what outputs() builds from it.
+
+Reprojection of the cloud, 16UC1 round trip, REP 117 ±Inf, decimation, colours, laziness.
 """
 
 from __future__ import annotations
-
-import numpy as np
-import pytest
 
 from depth_node import pipeline as pipeline_module
 from depth_node.camera import CameraModel
@@ -14,6 +12,8 @@ from depth_node.images import depth_to_metres, image_to_array
 from depth_node.messages import stamp_of
 from depth_node.metric import MetricConfig
 from depth_node.pipeline import DepthPipeline, OUTPUTS, PipelineConfig
+import numpy as np
+import pytest
 from test_pipeline_support import GT_TOPIC, INFO_TOPIC, RGB_TOPIC, tum_messages
 
 

@@ -1,14 +1,12 @@
-"""A synthetic metric model (canonical focal length) through the pipeline: the focal rescaling
-end to end with the real preprocessing Transform, for stretch and letterbox inputs, scaled,
-binned and rectified camera_infos, and torch results.
+"""A synthetic metric model (canonical focal length) through the pipeline.
+
+The focal rescaling end to end with the real preprocessing Transform, for stretch and
+letterbox inputs, scaled, binned and rectified camera_infos, and torch results.
 """
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
-import pytest
 
 from depth_node.clouds import pointcloud2_to_array
 from depth_node.images import image_to_array
@@ -16,8 +14,18 @@ from depth_node.messages import stamp_of
 from depth_node.metric import MetricConfig
 from depth_node.models.preprocess import preprocess
 from depth_node.pipeline import DepthPipeline, PipelineConfig
-from test_pipeline_support import (card, FakeModel, INFO_TOPIC, JPEG_TOPIC, RGB_TOPIC,
-                                   scaled_camera_info, tum_messages, with_camera_info)
+import numpy as np
+import pytest
+from test_pipeline_support import (
+    card,
+    FakeModel,
+    INFO_TOPIC,
+    JPEG_TOPIC,
+    RGB_TOPIC,
+    scaled_camera_info,
+    tum_messages,
+    with_camera_info,
+)
 
 CANONICAL = 500.0
 NO_FILTER = MetricConfig(edge_threshold=0.0, min_range=0.0, max_range=1000.0)
@@ -29,7 +37,7 @@ def msgs():
 
 
 def _ramp(rgb: np.ndarray) -> np.ndarray:
-    """A smooth metric-like map (2 .. 3 'canonical metres') of the image size."""
+    """Return a smooth metric-like map (2 .. 3 'canonical metres') of the image size."""
     h, w = rgb.shape[:2]
     return 2.0 + np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :] + \
         np.zeros((h, 1), np.float32)
@@ -88,8 +96,10 @@ def test_no_canonical_focal_means_metres_as_is(msgs):
 
 
 def test_focal_follows_the_camera_not_the_calibration_size(msgs):
-    """A camera_info at twice the resolution, a binned one and the image's own give the same
-    metres; a different focal length scales them proportionally."""
+    """A camera_info at twice the resolution, a binned one and the image's own agree in metres.
+
+    A different focal length scales them proportionally.
+    """
     image, info = msgs[RGB_TOPIC], msgs[INFO_TOPIC]
     base = _run(_model(), image, info)[1].depth
     scaled = _run(_model(), image, scaled_camera_info(info, 2.0))[1].depth

@@ -1,19 +1,26 @@
-"""The pipeline end to end on the real TUM RGB-D frame: PyDNet++ scaled by sparse depth, tiny
-random-weight Depth Anything models (relative and metric), and the CDR validity of every output.
+"""The pipeline end to end on the real TUM RGB-D frame, and the CDR validity of every output.
+
+Models: PyDNet++ scaled by sparse depth, and tiny random-weight Depth Anything models
+(relative and metric).
 """
 
 from __future__ import annotations
-
-import numpy as np
-import pytest
 
 from depth_node.clouds import pointcloud2_to_array
 from depth_node.images import colorize_depth, depth_to_metres, image_to_array
 from depth_node.messages import stamp_of
 from depth_node.metric import MetricConfig
 from depth_node.pipeline import DepthPipeline, OUTPUTS, PipelineConfig
-from test_pipeline_support import (GT_TOPIC, INFO_TOPIC, JPEG_TOPIC, pydnet_paths, RGB_TOPIC,
-                                   tum_messages)
+import numpy as np
+import pytest
+from test_pipeline_support import (
+    GT_TOPIC,
+    INFO_TOPIC,
+    JPEG_TOPIC,
+    pydnet_paths,
+    RGB_TOPIC,
+    tum_messages,
+)
 
 TINY_DA = {'backbone_config': {'hidden_size': 32, 'num_hidden_layers': 4,
                                'num_attention_heads': 2, 'out_indices': [1, 2, 3, 4]},

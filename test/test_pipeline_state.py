@@ -1,22 +1,29 @@
-"""Bad input, image/camera_info size reconciliation, per-camera state and live settings of the
-pipeline, on the real TUM RGB-D frame with a fake relative model scaled by the GT depth.
+"""Pipeline bad input, image/camera_info size reconciliation, per-camera state, live settings.
+
+All on the real TUM RGB-D frame, with a fake relative model scaled by the GT depth.
 """
 
 from __future__ import annotations
 
 import copy
 
-import numpy as np
-import pytest
-
 from depth_node import errors
 from depth_node.images import depth_to_metres, make_depth_image
 from depth_node.messages import stamp_of
 from depth_node.metric import MetricConfig
 from depth_node.pipeline import DepthPipeline, PipelineConfig
-from test_pipeline_support import (fake_relative_model, GT_TOPIC, INFO_TOPIC, JPEG_TOPIC,
-                                   RGB_TOPIC, scaled_camera_info, tum_messages,
-                                   with_camera_info)
+import numpy as np
+import pytest
+from test_pipeline_support import (
+    fake_relative_model,
+    GT_TOPIC,
+    INFO_TOPIC,
+    JPEG_TOPIC,
+    RGB_TOPIC,
+    scaled_camera_info,
+    tum_messages,
+    with_camera_info,
+)
 
 
 @pytest.fixture(scope='module')
@@ -30,7 +37,7 @@ def _config(**metric):
 
 
 def _sparse(msgs, factor, humble_factory):
-    """The GT depth message scaled by ``factor`` (so successive fits differ)."""
+    """Return the GT depth message scaled by ``factor`` (so successive fits differ)."""
     depth = depth_to_metres(msgs[GT_TOPIC]) * np.float32(factor)
     return make_depth_image(humble_factory, msgs[GT_TOPIC].header, depth)
 
@@ -43,7 +50,7 @@ def _frame_bytes(pipeline, result, factory, msg):
 
 
 def _report(report):
-    """A ScaleReport as a comparable tuple (NaN -> None)."""
+    """Return a ScaleReport as a comparable tuple (NaN -> None)."""
     return tuple(None if isinstance(v, float) and np.isnan(v) else v
                  for v in vars(report).values())
 

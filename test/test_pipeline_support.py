@@ -5,10 +5,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from conftest import shared_data_path
 import numpy as np
 import pytest
-
-from conftest import shared_data_path
 
 TUM_BAG = Path('bags') / 'tum_rgbd_sample_mcap'
 RGB_TOPIC = '/camera/color/image_raw'
@@ -20,7 +19,7 @@ _CACHE: dict[str, dict] = {}
 
 
 def tum_messages(distro: str = 'humble') -> dict[str, object]:
-    """The four messages of the real TUM RGB-D sample bag, by topic (read once, then copied).
+    """Return the four messages of the real TUM RGB-D sample bag by topic (read once, then copied).
 
     Read with rosbags' AnyReader (skips without rosbags or the shared data).
     """
@@ -42,7 +41,7 @@ def tum_messages(distro: str = 'humble') -> dict[str, object]:
 
 
 def pydnet_paths() -> tuple[Path, Path]:
-    """The real PyDNet++ ONNX file and its hand-written card (skip when absent)."""
+    """Return the real PyDNet++ ONNX file and its hand-written card (skip when absent)."""
     pytest.importorskip('onnxruntime', reason='onnxruntime runs PyDNet++')
     data = shared_data_path()
     if data is None:
@@ -55,7 +54,7 @@ def pydnet_paths() -> tuple[Path, Path]:
 
 
 def with_camera_info(msg, **changes):
-    """A deep copy of a CameraInfo message with fields replaced (k/p/d as sequences)."""
+    """Return a deep copy of a CameraInfo message with fields replaced (k/p/d as sequences)."""
     out = copy.deepcopy(msg)
     for name, value in changes.items():
         if name in ('k', 'r', 'p', 'd'):
@@ -68,7 +67,7 @@ def with_camera_info(msg, **changes):
 
 
 def scaled_camera_info(msg, factor: float):
-    """The camera_info of the same camera calibrated at ``factor`` times the resolution.
+    """Return the camera_info of the same camera calibrated at ``factor`` times the resolution.
 
     Pixel centres map as cv2.resize does: ``c' = (c + 0.5) * factor - 0.5``.
     """
@@ -105,25 +104,26 @@ class FakeModel:
 
 
 def card(**fields):
-    """A valid ModelCard with the given fields (network 518x392 stretch by default)."""
+    """Return a valid ModelCard with the given fields (network 518x392 stretch by default)."""
     from depth_node.models.card import ModelCard
-    base = dict(name='fake', input_name='x', output_name='y', network_image_width=518,
-                network_image_height=392, output_kind='relative_depth')
+    base = {'name': 'fake', 'input_name': 'x', 'output_name': 'y', 'network_image_width': 518,
+            'network_image_height': 392, 'output_kind': 'relative_depth'}
     base.update(fields)
     return ModelCard.from_dict(base)
 
 
 def smooth_relative(rgb: np.ndarray) -> np.ndarray:
-    """A deterministic relative-depth-like map of an image (grey level, blurred, positive)."""
+    """Return a deterministic relative-depth-like map of an image (grey level, blurred, > 0)."""
     import cv2
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
     return cv2.GaussianBlur(grey, (0, 0), 5.0) / 32.0 + 1.0
 
 
 def fake_relative_model() -> FakeModel:
-    """A relative-depth fake model for state tests: an affine map of the TUM GT depth (holes
-    filled, blurred) plus a small term that follows the image, so that a sparse-depth fit
-    against the GT succeeds with a positive scale.
+    """Return a relative-depth fake model for state tests.
+
+    It is an affine map of the TUM GT depth (holes filled, blurred) plus a small term that follows
+    the image, so that a sparse-depth fit against the GT succeeds with a positive scale.
     """
     import cv2
     from depth_node.images import depth_to_metres

@@ -10,9 +10,8 @@ from pathlib import Path
 import re
 import shlex
 
-import pytest
-
 from depth_node import cli
+import pytest
 
 README = Path(__file__).resolve().parents[1] / 'README.md'
 

@@ -30,9 +30,8 @@ import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
-
 from rclpy_standin.harness import build_tiny_onnx, K_TUM  # noqa: E402, I100
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 MODEL_DIR = tempfile.mkdtemp(prefix='depth_node_launch_test_')
 FRAME = 'launch_test_optical_frame'

@@ -6,10 +6,9 @@ import threading
 import time
 from types import SimpleNamespace
 
-import pytest
-
 from depth_node.errors import MissingCameraInfoError
 from depth_node.sync import FrameSync, LatestSlot, StampCache
+import pytest
 
 NS = 1_000_000_000
 

@@ -8,14 +8,20 @@ which one and why, and runs the golden self-test of the card.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import importlib
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from depth_node.backends.base import (
-    Backend, compare_digest, make_reference, output_digest, reference_input, run_self_test)
+    Backend,
+    compare_digest,
+    make_reference,
+    output_digest,
+    reference_input,
+    run_self_test,
+)
 from depth_node.errors import BackendUnavailableError, ModelError, SelfTestError
 
 __all__ = ['BACKENDS', 'Backend', 'compare_digest', 'load_backend', 'make_reference',
@@ -41,7 +47,7 @@ def _cuda_available() -> tuple[bool, str]:
 
 
 def select_backend(model_path: str | Path) -> tuple[str, str]:
-    """The backend ``'auto'`` picks for a model, and why.
+    """Return the backend ``'auto'`` picks for a model, and why.
 
     :returns: ``(backend name, reason)``.
     :raises BackendUnavailableError: nothing installed can run this model.
@@ -108,7 +114,7 @@ def load_backend(model_path: Any, card: Any, backend: str = 'auto', *, precision
     :raises SelfTestError: the self-test failed (the backend is closed).
     """
     if backend not in BACKENDS:
-        raise ModelError(f'Unknown backend {backend!r}.', f'Use one of: {", ".join(BACKENDS)}.')
+        raise ModelError(f'Unknown backend {backend!r}.', f"Use one of: {', '.join(BACKENDS)}.")
     if backend == 'auto':
         backend, reason = select_backend(model_path)
         log(f'backend auto -> {backend}: {reason}')

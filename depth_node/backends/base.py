@@ -30,16 +30,15 @@ GPU counts as tf32, which convolution and matmul libraries use by default there)
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+import math
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
-
 from depth_node.errors import CardError, SelfTestError
+import numpy as np
 
 GRID = 16
 DEFAULT_RTOL = 2e-4
@@ -65,7 +64,7 @@ class Backend(ABC):
         """Run the network on one preprocessed input; return the (H_n, W_n) float32 output."""
 
     def info(self) -> dict[str, str]:
-        """What runs: backend, device, provider or engine, precision, model."""
+        """Describe what runs: backend, device, provider or engine, precision, model."""
         return {'backend': self.name, 'device': self.device, 'precision': self.precision,
                 'model': str(self.model_path)}
 
@@ -85,7 +84,7 @@ class Backend(ABC):
 # --- deterministic reference input --------------------------------------------------------------
 def reference_image(spec: dict, width: int, height: int,
                     base_dir: str | Path | None = None) -> np.ndarray:
-    """The (height, width, 3) uint8 RGB image a reference input spec describes.
+    """Return the (height, width, 3) uint8 RGB image a reference input spec describes.
 
     ``uniform``: independent uniform bytes per pixel from PCG64(seed); ``smooth``: the same at
     1/16 resolution, resized bilinearly (image-like low frequencies); ``image``: an image file
@@ -116,7 +115,7 @@ def reference_image(spec: dict, width: int, height: int,
 
 def reference_input(card: Any, spec: dict | None = None,
                     base_dir: str | Path | None = None) -> np.ndarray:
-    """The normalised network input tensor (card layout, batch 1) of a reference spec."""
+    """Return the normalised network input tensor (card layout, batch 1) of a reference spec."""
     from depth_node.models.preprocess import normalise_into
     spec = spec if spec is not None else (card.reference or {}).get('input', {})
     w, h = card.network_image_width, card.network_image_height
@@ -176,8 +175,8 @@ def make_reference(backend_or_callable: Backend | Callable[[np.ndarray], Any], c
         backend_or_callable
     digest = output_digest(fn(tensor))
     if digest['grid'] is None:
-        raise SelfTestError(f'The reference output of {card.name or "the model"} has '
-                            f'{digest["nonfinite"]} NaN/Inf values.',
+        raise SelfTestError(f"The reference output of {card.name or 'the model'} has "
+                            f"{digest['nonfinite']} NaN/Inf values.",
                             'The model itself is broken; a reference cannot be made from it.')
     if atol is None:
         atol = DEFAULT_ATOL_STD * max(digest['std'], 1e-12 + 1e-6 * abs(digest['mean']))
@@ -202,13 +201,13 @@ def compare_digest(reference: dict, digest: dict, precision: str = 'fp32') -> di
     result: dict[str, Any] = {'precision': precision, 'rtol': rtol, 'atol': atol}
     if digest['grid'] is None:
         result.update(passed=False, nonfinite=digest['nonfinite'],
-                      reason=f'{digest["nonfinite"]} NaN/Inf values in the output')
+                      reason=f"{digest['nonfinite']} NaN/Inf values in the output")
         return result
     exp = np.asarray(reference['grid'], np.float64)
     got = np.asarray(digest['grid'], np.float64)
     if list(digest['output_shape']) != list(reference.get('output_shape', digest['output_shape'])):
-        result.update(passed=False, reason=f'output shape {digest["output_shape"]} instead of '
-                      f'{reference["output_shape"]}')
+        result.update(passed=False, reason=f"output shape {digest['output_shape']} instead of "
+                      f"{reference['output_shape']}")
         return result
     err = np.abs(got - exp)
     ratio_grid = err / (atol + rtol * np.abs(exp))
@@ -227,8 +226,8 @@ def compare_digest(reference: dict, digest: dict, precision: str = 'fp32') -> di
         worst_tolerance_ratio=worst,
     )
     if not result['passed']:
-        result['reason'] = (f'max |error| {result["max_abs_error"]:.4g} '
-                            f'({result["max_error_over_std"]:.3g} x output std), '
+        result['reason'] = (f"max |error| {result['max_abs_error']:.4g} "
+                            f"({result['max_error_over_std']:.3g} x output std), "
                             f'{worst:.3g} x the {precision} tolerance')
     return result
 
@@ -255,7 +254,7 @@ def run_self_test(backend: Backend, card: Any = None, *, log: Callable[[str], An
             raise CardError(f'The self-test reference of {model} lacks {key!r}.',
                             'Re-export the model or remove the reference from the card.')
     if list(ref.get('input_shape', card.input_shape())) != list(card.input_shape()):
-        reason = (f'the reference was made for input {ref["input_shape"]}, the card now says '
+        reason = (f"the reference was made for input {ref['input_shape']}, the card now says "
                   f'{list(card.input_shape())}')
         if log:
             log(f'self-test skipped for {model}: {reason}')
@@ -271,15 +270,15 @@ def run_self_test(backend: Backend, card: Any = None, *, log: Callable[[str], An
         precision = 'tf32'   # GPU "fp32" convolutions and matmuls commonly run in TF32
     result = compare_digest(ref, digest, precision)
     info = backend.info()
-    where = f'{info.get("backend")} on {info.get("device")}'
+    where = f"{info.get('backend')} on {info.get('device')}"
     if not result['passed']:
         raise SelfTestError(
             f'Self-test failed for model {model!r} with backend {where} ({precision}): '
-            f'{result["reason"]}.',
+            f"{result['reason']}.",
             'The backend computes something else than the reference: rebuild the engine '
             '(--force-engine-update), try fp32 precision or another backend, and check that the '
             'card belongs to this model file.')
     if log:
         log(f'self-test passed for {model} with {where} ({precision}): max |error| '
-            f'{result["max_abs_error"]:.3g} = {result["max_error_over_std"]:.3g} x output std')
+            f"{result['max_abs_error']:.3g} = {result['max_error_over_std']:.3g} x output std")
     return result

@@ -7,15 +7,14 @@ frame allocates nothing. Only the card's ``output_name`` is computed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from depth_node.backends.base import Backend
 from depth_node.errors import BackendUnavailableError, ModelError, require
+import numpy as np
 
 TRT_EP = 'TensorrtExecutionProvider'
 CUDA_EP = 'CUDAExecutionProvider'
@@ -62,8 +61,8 @@ class OnnxRuntimeBackend(Backend):
         missing = [p for p in wanted if p not in available]
         if missing:
             raise BackendUnavailableError(
-                f'onnxruntime {ort.__version__} has no {", ".join(missing)} (it has '
-                f'{", ".join(available)}).',
+                f"onnxruntime {ort.__version__} has no {', '.join(missing)} (it has "
+                f"{', '.join(available)}).",
                 'Install onnxruntime-gpu for CUDA/TensorRT, or use the CPU provider.')
         cache = Path(engine_cache_dir) if engine_cache_dir else path.parent / 'trt_cache'
         provider_list: list[Any] = []
@@ -108,11 +107,11 @@ class OnnxRuntimeBackend(Backend):
         card = self.card
         if card.input_name not in inputs:
             raise ModelError(f'The ONNX model has no input {card.input_name!r} '
-                             f'(it has {", ".join(inputs)}).',
+                             f"(it has {', '.join(inputs)}).",
                              'Fix input_name in the model card.')
         if card.output_name not in outputs:
             raise ModelError(f'The ONNX model has no output {card.output_name!r} '
-                             f'(it has {", ".join(outputs)}).',
+                             f"(it has {', '.join(outputs)}).",
                              'Fix output_name in the model card.')
         shape = inputs[card.input_name].shape
         want = card.input_shape()

@@ -1,9 +1,11 @@
 """TensorRT backend: a serialized engine bound by tensor name to torch CUDA tensors.
 
-Uses only the name-based I/O API present in TensorRT 8.5+ and 10.x (``num_io_tensors``,
+Uses only the name-based I/O API present in TensorRT 8.5+, 10.x and 11.x (``num_io_tensors``,
 ``get_tensor_name``, ``get_tensor_mode``, ``get_tensor_shape``, ``set_input_shape``,
-``set_tensor_address``, ``execute_async_v3``). Input and output live in preallocated torch CUDA
-tensors; the engine runs on a dedicated torch CUDA stream ordered after the caller's stream.
+``set_tensor_address``, ``execute_async_v3``; the full list, checked before use, is the 'run'
+part of :data:`depth_node.models.engine.TENSORRT_API`). Input and output live in preallocated
+torch CUDA tensors; the engine runs on a dedicated torch CUDA stream ordered after the caller's
+stream.
 
 ``infer`` with a torch CUDA tensor returns the output as a torch CUDA tensor (no host copy: the
 consumer stays on the GPU); with a numpy array it copies the input up, and the output down once
@@ -33,7 +35,7 @@ _TORCH_DTYPES = {'FLOAT': 'float32', 'HALF': 'float16', 'INT32': 'int32', 'INT8'
 
 
 def torch_dtype(trt_dtype: Any, torch: Any) -> Any:
-    """The torch dtype of a TensorRT ``DataType`` (by name, so 8.6 and 10.x both work)."""
+    """Return the torch dtype of a TensorRT ``DataType`` (by name: 8.6, 10.x and 11.x)."""
     name = getattr(trt_dtype, 'name', str(trt_dtype)).split('.')[-1]
     if name not in _TORCH_DTYPES:
         raise EngineError(f'Engine tensor type {name} is not supported by the TensorRT backend.',
@@ -70,6 +72,7 @@ class TensorRTBackend(Backend):
         """
         super().__init__(model_path, card)
         self._trt = require('tensorrt', 'the tensorrt backend')
+        engines.check_api(self._trt, ('run',))
         self._torch = torch = require('torch', 'the tensorrt backend (CUDA buffers and streams)')
         if not torch.cuda.is_available():
             raise EngineError('The tensorrt backend needs a CUDA GPU, and torch sees none.',
@@ -89,6 +92,12 @@ class TensorRTBackend(Backend):
             self.precision = sidecar['key'].precision if sidecar else 'unknown'
             self.engine_path = path
         else:
+            if precision == 'fp16' and not engines.weak_typing_fp16(self._trt):
+                log(f'TensorRT {self._trt.__version__} builds an FP32 ONNX file only as FP32 '
+                    '(weak typing was removed in TensorRT 11): using precision fp32 instead of '
+                    'fp16. Set precision: fp32 to silence this, or use TensorRT 10.x/8.6 for '
+                    'FP16 engines.')
+                precision = 'fp32'
             engine_path = engines.resolve_engine_path(path, engine_cache_dir, precision)
             if timing_cache is None:
                 timing_cache = engine_path.parent / 'timing.cache'
@@ -104,15 +113,19 @@ class TensorRTBackend(Backend):
     def _load(self) -> None:
         trt, torch = self._trt, self._torch
         blob = self.engine_path.read_bytes()
-        self._trt_logger = trt.Logger(trt.Logger.WARNING)  # warnings and errors on stderr
-        self._runtime = trt.Runtime(self._trt_logger)
+        # warnings to our log; errors kept for the messages below
+        self._trt_logger = logger = engines.tensorrt_logger(trt, self._log)
         with torch.cuda.device(self._device):
+            # a runtime that logged a CUDA failure crashes the process when used or freed
+            self._runtime = engines.tensorrt_object(trt.Runtime, logger, 'a runtime', logger)
+            before = len(logger.errors)
             self.engine = self._runtime.deserialize_cuda_engine(blob)
             if self.engine is None:
+                why = ' | '.join(logger.errors[before:]) or 'no reason given'
                 raise EngineError(
-                    f'TensorRT {trt.__version__} cannot deserialize {self.engine_path}: the file '
-                    'is corrupt, truncated, or was built by another TensorRT version or for '
-                    'another GPU.',
+                    f'TensorRT {trt.__version__} cannot deserialize {self.engine_path} ({why}): '
+                    'the file is corrupt, truncated, or was built by another TensorRT version or '
+                    'for another GPU.',
                     'Delete it and rebuild it on this machine (depth-node build-engine, or give '
                     'the .onnx file and allow engine builds).')
             self.context = self.engine.create_execution_context()
@@ -134,7 +147,7 @@ class TensorRTBackend(Backend):
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
         if len(inputs) != 1:
-            raise EngineError(f'{self.engine_path} has {len(inputs)} inputs ({", ".join(inputs)})'
+            raise EngineError(f"{self.engine_path} has {len(inputs)} inputs ({', '.join(inputs)})"
                               '; the backend runs single-image networks.',
                               'Export the model with one image input.')
         self._input_name = inputs[0]
@@ -154,7 +167,7 @@ class TensorRTBackend(Backend):
         self._output_name = card.output_name or outputs[0]
         if self._output_name not in outputs:
             raise ModelError(f'The engine has no output {self._output_name!r} (it has '
-                             f'{", ".join(outputs)}).', 'Fix output_name in the model card.')
+                             f"{', '.join(outputs)}).", 'Fix output_name in the model card.')
         self._buffers = {}
         for name in names:
             dims = tuple(self.context.get_tensor_shape(name))
@@ -164,7 +177,10 @@ class TensorRTBackend(Backend):
             dtype = torch_dtype(engine.get_tensor_dtype(name), torch)
             buf = torch.empty(dims, dtype=dtype, device=self._device)
             self._buffers[name] = buf
-            self.context.set_tensor_address(name, buf.data_ptr())
+            if not self.context.set_tensor_address(name, buf.data_ptr()):
+                raise EngineError(f'TensorRT refused the buffer of tensor {name!r} {dims} '
+                                  f'{dtype}: ' + ' | '.join(self._trt_logger.errors[-3:]),
+                                  'Rebuild the engine on this machine.')
         self._input = self._buffers[self._input_name]
         self._output = self._buffers[self._output_name]
         out2d = [d for d in self._output.shape if d != 1]
@@ -177,7 +193,7 @@ class TensorRTBackend(Backend):
         self._host_out = self._pinned(self._out_hw, torch.float32)
 
     def _pinned(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        """A page-locked host buffer (fast, asynchronous copies to and from the GPU)."""
+        """Allocate a page-locked host buffer (fast, asynchronous copies to and from the GPU)."""
         return self._torch.empty(shape, dtype=dtype, pin_memory=True)
 
     # --- inference ---------------------------------------------------------------------------
@@ -208,8 +224,9 @@ class TensorRTBackend(Backend):
             with torch.cuda.stream(stream):
                 self._input.copy_(self._host_in, non_blocking=True)
         if not self.context.execute_async_v3(stream.cuda_stream):
-            raise EngineError(f'TensorRT execution failed for {self.engine_path.name}.',
-                              'See the TensorRT messages above.')
+            raise EngineError(f'TensorRT execution failed for {self.engine_path.name}: '
+                              + ' | '.join(self._trt_logger.errors[-3:]),
+                              'See the TensorRT messages in the log.')
         out = self._output.view(self._out_hw)
         if out.dtype != torch.float32:
             with torch.cuda.stream(stream):

@@ -19,7 +19,7 @@ TORCHSCRIPT_SUFFIXES = ('.pt', '.pth', '.ts', '.torchscript', '.jit')
 
 
 def _first_tensor(output: Any) -> Any:
-    """The depth map of a model output (tensor, tuple/list, dict or ModelOutput)."""
+    """Return the depth map of a model output (tensor, tuple/list, dict or ModelOutput)."""
     if hasattr(output, 'predicted_depth'):
         return output.predicted_depth
     if isinstance(output, dict):

@@ -9,7 +9,13 @@ TensorRT are imported when a backend needs them.
 """
 
 from depth_node.models.card import (
-    CARD_FIELDS, ModelCard, add_card_arguments, card_overrides, card_path_for, load_card)
+    add_card_arguments,
+    CARD_FIELDS,
+    card_overrides,
+    card_path_for,
+    load_card,
+    ModelCard,
+)
 
 __all__ = ['CARD_FIELDS', 'ModelCard', 'add_card_arguments', 'card_overrides', 'card_path_for',
            'load_card']

@@ -15,11 +15,10 @@ import time
 from typing import Any
 
 import cv2
-import numpy as np
-
 from depth_node.backends import BACKENDS
 from depth_node.errors import DepthNodeError, InputError
 from depth_node.models.card import add_card_arguments, card_overrides
+import numpy as np
 
 STAGES = ('preprocess_ms', 'inference_ms', 'postprocess_ms', 'total_ms', 'overhead_ms')
 
@@ -120,12 +119,12 @@ def run_model_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f'{result["model"]}: {result["backend"]} on {result["device"]} '
-              f'({result["precision"]}), image {result["resolution"]} -> network '
-              f'{result["network_size"]}, median of {args.repeat} frames')
+        print(f"{result['model']}: {result['backend']} on {result['device']} "
+              f"({result['precision']}), image {result['resolution']} -> network "
+              f"{result['network_size']}, median of {args.repeat} frames")
         for k in STAGES + ('total_p90_ms',):
             print(f'  {k:<16}{stats[k]:10.3f}')
-        print(f'  {"fps":<16}{stats["fps"]:10.2f}')
+        print(f"  {'fps':<16}{stats['fps']:10.2f}")
     return 0
 
 

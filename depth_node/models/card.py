@@ -48,14 +48,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from depth_node.errors import CardError
+import yaml
 
 LAYOUTS = ('nchw', 'nhwc')
 INPUT_ENCODINGS = ('rgb8', 'bgr8')
@@ -98,7 +97,7 @@ class ModelCard:
 
     name: str = ''
     source: str = ''
-    license: str = ''
+    license: str = ''  # noqa: A003
     input_name: str = ''
     output_name: str = ''
     network_image_width: int = 0
@@ -117,7 +116,7 @@ class ModelCard:
 
     @property
     def is_metric(self) -> bool:
-        """True when the output is metric depth in metres."""
+        """Return True when the output is metric depth in metres."""
         return self.output_kind == 'metric_depth'
 
     @property
@@ -144,8 +143,8 @@ class ModelCard:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise CardError(f'Unknown model card field(s): {", ".join(unknown)}.',
-                            f'Allowed fields: {", ".join(sorted(known))}.')
+            raise CardError(f"Unknown model card field(s): {', '.join(unknown)}.",
+                            f"Allowed fields: {', '.join(sorted(known))}.")
         values = {k: coerce_field(k, v) for k, v in data.items()}
         card = cls(**values)
         if validate:
@@ -192,7 +191,7 @@ class ModelCard:
         return path
 
     def replace(self, **changes: Any) -> ModelCard:
-        """A copy with some fields changed (values converted like overrides, not validated)."""
+        """Return a copy with fields changed (values converted like overrides, not validated)."""
         values = {k: coerce_field(k, v) for k, v in changes.items()}
         return dataclasses.replace(self, **values)
 
@@ -209,7 +208,7 @@ class ModelCard:
             value = getattr(self, name)
             if value not in allowed:
                 raise CardError(f'Model card field {name!r} is {value!r}.',
-                                f'Allowed values: {", ".join(allowed)}.')
+                                f"Allowed values: {', '.join(allowed)}.")
         for name in ('network_image_width', 'network_image_height'):
             value = getattr(self, name)
             if value < 0 or (complete and value == 0):
@@ -260,7 +259,7 @@ _FIELD_TYPES = {
 
 
 def _parse_float(text: str) -> float:
-    """A float, also written as a fraction such as ``1/255``."""
+    """Return a float, also written as a fraction such as ``1/255``."""
     text = text.strip()
     if '/' in text:
         num, den = text.split('/', 1)
@@ -367,7 +366,7 @@ def onnx_graph_fields(model_path: str | Path) -> dict[str, Any]:
 
 def load_card(model_path: str | Path, overrides: dict[str, Any] | None = None, *,
               card_path: str | Path | None = None) -> ModelCard:
-    """The card of a model: its card file, overridden by non-None ``overrides``.
+    """Return the card of a model: its card file, overridden by non-None ``overrides``.
 
     The card file is ``card_path`` if given, else :func:`card_path_for` beside the model.
     Without a card file the overrides must say at least ``output_kind`` (what the output
@@ -383,8 +382,8 @@ def load_card(model_path: str | Path, overrides: dict[str, Any] | None = None, *
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None and v != ''}
     unknown = sorted(set(overrides) - set(CARD_FIELDS))
     if unknown:
-        raise CardError(f'Unknown model card override(s): {", ".join(unknown)}.',
-                        f'Overridable fields: {", ".join(CARD_FIELDS)}.')
+        raise CardError(f"Unknown model card override(s): {', '.join(unknown)}.",
+                        f"Overridable fields: {', '.join(CARD_FIELDS)}.")
     path = Path(card_path) if card_path is not None else card_path_for(model_path)
     if path.is_file():
         card = ModelCard.load(path, validate=False)
@@ -422,14 +421,14 @@ def load_card(model_path: str | Path, overrides: dict[str, Any] | None = None, *
             elif card.layout != graph['layout']:
                 raise CardError(
                     f'Model card says layout {card.layout!r} but the ONNX input of {model_path} '
-                    f'is {graph["layout"]!r}.', 'Fix the layout field of the card.')
+                    f"is {graph['layout']!r}.", 'Fix the layout field of the card.')
         card = card.replace(**fill)
         try:
             card.validate()
         except CardError as exc:
             raise CardError(
                 f'{exc.message} (the ONNX graph of {model_path} has inputs '
-                f'{graph["_inputs"]} and outputs {graph["_outputs"]}; dynamic sizes cannot be '
+                f"{graph['_inputs']} and outputs {graph['_outputs']}; dynamic sizes cannot be "
                 'read from it)', exc.hint) from None
         return card
     return card.validate()
@@ -458,7 +457,7 @@ def add_card_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def card_overrides(namespace_or_dict: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
-    """The card fields set (non-None) in an argparse namespace or a parameter dict, converted.
+    """Return the card fields set (non-None) in an argparse namespace or parameter dict, converted.
 
     Other keys are ignored, so the whole namespace of a command can be passed; empty strings
     count as unset (an unset string ROS parameter).

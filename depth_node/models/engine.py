@@ -10,26 +10,32 @@ is disabled.
 
 The pure-Python parts (key, sidecar, decision, CLI) need neither TensorRT nor a GPU; the key's
 machine facts come from a *key source* (:class:`TensorRTKeySource` on a GPU host, a fake one in
-tests). The TensorRT parts use only API present in TensorRT 8.6 and 10.x: ``Builder`` ->
-``create_network`` (explicit batch flag on 8.x, the default on 10.x) -> ``OnnxParser`` ->
-``BuilderConfig`` (FP16 flag, workspace memory pool limit, timing cache, progress monitor on
-10.x) -> ``build_serialized_network``.
+tests). The TensorRT parts use only the API listed in :data:`TENSORRT_API` (8.6, 10.x and 11.x):
+``Builder`` -> ``create_network`` (explicit batch flag on 8.x, the default on 10.x, gone in
+11.x) -> ``OnnxParser`` -> ``BuilderConfig`` (FP16 flag and FP32 layer pins on 8.6/10.x,
+workspace memory pool limit, timing cache, progress monitor on 10.x+) ->
+``build_serialized_network``. TensorRT 11 removed weak typing (``BuilderFlag.FP16``, layer
+precisions): it builds an FP32 ONNX file only as FP32, so ``fp16`` is refused there with what to
+do instead. Without a usable CUDA GPU TensorRT does not fail cleanly (``Builder`` raises a bare
+``TypeError``; ``Runtime`` is created, logs a CUDA error and crashes the process when used or
+freed), so the driver is probed first (:func:`cuda_devices`), TensorRT's own errors are
+collected by :func:`tensorrt_logger` and checked by :func:`tensorrt_object`.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import contextlib
+from dataclasses import asdict, dataclass, field
 import hashlib
 import json
 import os
+from pathlib import Path
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from depth_node.errors import EngineError, ModelError, require
@@ -46,6 +52,70 @@ KEY_FIELDS = ('onnx_sha256', 'tensorrt_version', 'gpu_name', 'compute_capability
 # decomposed), softmax of attention. TensorRT 10.x warns that LayerNorm after self-attention
 # overflows in FP16 and ViT depth models were reported to compute wrong FP16 results.
 FP32_LAYER_TYPES = ('NORMALIZATION', 'SOFTMAX', 'REDUCE')
+
+
+# --- the TensorRT Python API this package uses -------------------------------------------------
+def _api(purpose: str, names: tuple[str, ...], since: int = 8,
+         until: int | None = None) -> tuple[tuple[str, str, int, int | None], ...]:
+    return tuple((purpose, name, since, until) for name in names)
+
+
+# Rows (purpose, dotted name under the ``tensorrt`` module, first major version that needs it,
+# first major version that no longer needs it or None). Purposes: 'build' (build_engine), 'fp16'
+# (weakly typed FP16 builds with FP32 layer pins: 8.6 and 10.x; TensorRT 11 removed them),
+# 'progress' (IProgressMonitor, 10.x+), 'run' (the TensorRT backend). build_engine and the backend
+# check these names before use (API drift -> a clear EngineError, not an AttributeError halfway
+# through), and test/test_engine_api_surface.py checks them against an installed TensorRT.
+_LOGGING = ('__version__', 'Logger', 'Logger.WARNING', 'ILogger', 'ILogger.Severity',
+            'ILogger.Severity.ERROR', 'ILogger.Severity.WARNING', 'ILogger.log')
+TENSORRT_API: tuple[tuple[str, str, int, int | None], ...] = (
+    _api('build', _LOGGING + (
+        'Builder', 'Builder.create_network', 'Builder.create_builder_config',
+        'Builder.build_serialized_network', 'NetworkDefinitionCreationFlag', 'OnnxParser',
+        'OnnxParser.parse_from_file', 'OnnxParser.num_errors', 'OnnxParser.get_error',
+        'IBuilderConfig', 'IBuilderConfig.set_memory_pool_limit',
+        'IBuilderConfig.create_timing_cache', 'IBuilderConfig.set_timing_cache',
+        'IBuilderConfig.get_timing_cache', 'ITimingCache.serialize', 'MemoryPoolType.WORKSPACE',
+        'INetworkDefinition.num_inputs', 'INetworkDefinition.get_input', 'ITensor.name',
+        'ITensor.shape', 'IHostMemory'))
+    # create_network(1 << EXPLICIT_BATCH) on 8.x; implied on 10.x, removed in 11.x
+    + _api('build', ('NetworkDefinitionCreationFlag.EXPLICIT_BATCH',), 8, 10)
+    + _api('fp16', (
+        'BuilderFlag.FP16', 'BuilderFlag.OBEY_PRECISION_CONSTRAINTS', 'IBuilderConfig.set_flag',
+        'INetworkDefinition.num_layers', 'INetworkDefinition.get_layer', 'ILayer.type',
+        'ILayer.num_outputs', 'ILayer.get_output', 'ILayer.precision', 'ILayer.set_output_type',
+        'ITensor.dtype', 'float32', 'float16')
+        + tuple(f'LayerType.{name}' for name in FP32_LAYER_TYPES), 8, 11)
+    + _api('progress', ('IProgressMonitor', 'IProgressMonitor.phase_start',
+                        'IProgressMonitor.step_complete', 'IProgressMonitor.phase_finish',
+                        'IBuilderConfig.progress_monitor'), 10)
+    + _api('run', _LOGGING + (
+        'Runtime', 'Runtime.deserialize_cuda_engine', 'ICudaEngine.num_io_tensors',
+        'ICudaEngine.get_tensor_name', 'ICudaEngine.get_tensor_mode',
+        'ICudaEngine.get_tensor_shape', 'ICudaEngine.get_tensor_dtype',
+        'ICudaEngine.create_execution_context', 'TensorIOMode.INPUT',
+        'IExecutionContext.set_input_shape', 'IExecutionContext.get_tensor_shape',
+        'IExecutionContext.set_tensor_address', 'IExecutionContext.execute_async_v3',
+        'DataType.FLOAT', 'DataType.HALF'))
+)
+API_PURPOSES = ('build', 'fp16', 'progress', 'run')
+# Parameter names of the TensorRT functions called with several arguments or overridden here,
+# as their pybind11 signatures spell them (the same in 8.6, 10.x and 11.x).
+TENSORRT_SIGNATURES: dict[str, tuple[str, ...]] = {
+    'Builder.create_network': ('flags',),
+    'OnnxParser.parse_from_file': ('model',),
+    'IBuilderConfig.set_memory_pool_limit': ('pool', 'pool_size'),
+    'IBuilderConfig.create_timing_cache': ('serialized_timing_cache',),
+    'IBuilderConfig.set_timing_cache': ('cache', 'ignore_mismatch'),
+    'ILayer.set_output_type': ('index', 'dtype'),
+    'IProgressMonitor.phase_start': ('phase_name', 'parent_phase', 'num_steps'),
+    'IProgressMonitor.step_complete': ('phase_name', 'step'),
+    'IProgressMonitor.phase_finish': ('phase_name',),
+    'Runtime.deserialize_cuda_engine': ('serialized_engine',),
+    'IExecutionContext.set_input_shape': ('name', 'shape'),
+    'IExecutionContext.set_tensor_address': ('name', 'memory'),
+    'IExecutionContext.execute_async_v3': ('stream_handle',),
+}
 
 
 # --- the cache key --------------------------------------------------------------------------
@@ -71,7 +141,7 @@ class EngineKey:
         """Inverse of :meth:`to_dict`; :class:`EngineError` if fields are missing."""
         missing = [k for k in KEY_FIELDS if k not in data]
         if missing:
-            raise EngineError(f'Engine key lacks {", ".join(missing)}.',
+            raise EngineError(f"Engine key lacks {', '.join(missing)}.",
                               'Rebuild the engine with depth-node build-engine.')
         shapes = {str(k): [int(d) for d in v] for k, v in dict(data['input_shapes']).items()}
         return cls(str(data['onnx_sha256']), str(data['tensorrt_version']),
@@ -91,7 +161,7 @@ class EngineKey:
                     out.append(f'ONNX file changed (sha256 {str(mine)[:12]}... when built, '
                                f'{str(theirs)[:12]}... now)')
                 else:
-                    out.append(f'{name.replace("_", " ")}: built for {mine}, now {theirs}')
+                    out.append(f"{name.replace('_', ' ')}: built for {mine}, now {theirs}")
         return out
 
 
@@ -99,32 +169,31 @@ class KeySource(Protocol):
     """Where the machine-dependent parts of an :class:`EngineKey` come from."""
 
     def tensorrt_version(self) -> str:
-        """The TensorRT version string."""
+        """Return the TensorRT version string."""
 
     def gpu(self) -> tuple[str, str]:
         """``(GPU name, compute capability 'major.minor')``."""
 
 
 class TensorRTKeySource:
-    """The real key source: ``tensorrt.__version__`` and the CUDA device seen by torch."""
+    """The real key source: ``tensorrt.__version__`` and the CUDA device from the NVIDIA driver.
+
+    The driver is asked directly (:func:`cuda_device`), so ``depth-node build-engine`` works
+    where torch has no CUDA (a CPU torch wheel on a Jetson); the name and compute capability are
+    the ones torch reports for the same device.
+    """
 
     def __init__(self, device: int = 0) -> None:
         """:param device: CUDA device index."""
         self.device = device
 
     def tensorrt_version(self) -> str:
-        """The installed TensorRT version."""
+        """Return the installed TensorRT version."""
         return str(require('tensorrt', 'TensorRT engines').__version__)
 
     def gpu(self) -> tuple[str, str]:
         """Name and compute capability of the CUDA device."""
-        torch = require('torch', 'TensorRT engines (CUDA device queries)')
-        if not torch.cuda.is_available():
-            raise EngineError('No CUDA GPU is visible, so no TensorRT engine can be built or run.',
-                              'Run on a host with an NVIDIA GPU and driver, or use the '
-                              'onnxruntime / torch backend.')
-        major, minor = torch.cuda.get_device_capability(self.device)
-        return torch.cuda.get_device_name(self.device), f'{major}.{minor}'
+        return cuda_device(self.device)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -162,7 +231,7 @@ def onnx_input_shapes(onnx_path: str | Path) -> dict[str, list[int]]:
 def compute_key(onnx_path: str | Path, precision: str = DEFAULT_PRECISION,
                 key_source: KeySource | None = None,
                 input_shapes: dict[str, list[int]] | None = None) -> EngineKey:
-    """The key an engine built now from ``onnx_path`` would have.
+    """Compute the key an engine built now from ``onnx_path`` would have.
 
     :param input_shapes: the shapes to build for; default the ONNX file's (static) shapes.
     """
@@ -179,7 +248,7 @@ def check_precision(precision: str) -> str:
     """Return ``precision`` or raise :class:`EngineError` listing the supported ones."""
     if precision not in PRECISIONS:
         raise EngineError(f'Unsupported engine precision {precision!r}.',
-                          f'Use one of: {", ".join(PRECISIONS)}.')
+                          f"Use one of: {', '.join(PRECISIONS)}.")
     return precision
 
 
@@ -202,7 +271,7 @@ def write_sidecar(engine_path: str | Path, key: EngineKey, **extra: Any) -> Path
 
 
 def read_sidecar(engine_path: str | Path) -> dict[str, Any] | None:
-    """The sidecar mapping (with ``key`` as an :class:`EngineKey`), or None when there is none.
+    """Read the sidecar mapping (``key`` as an :class:`EngineKey`); None when there is none.
 
     :raises EngineError: the sidecar exists but is not a valid one.
     """
@@ -257,8 +326,10 @@ def default_engine_path(onnx_path: str | Path, cache_dir: str | Path | None = No
 
 def resolve_engine_path(onnx_path: str | Path, engine_file_or_dir: str | Path | None = None,
                         precision: str = DEFAULT_PRECISION) -> Path:
-    """The engine path for an ONNX file: an explicit ``.engine``/``.plan``/``.trt`` file, else
-    :func:`default_engine_path` in the given folder (or beside the ONNX file).
+    """Return the engine path for an ONNX file.
+
+    That is an explicit ``.engine``/``.plan``/``.trt`` file, else :func:`default_engine_path` in
+    the given folder (or beside the ONNX file).
     """
     if engine_file_or_dir and Path(engine_file_or_dir).suffix.lower() in ENGINE_SUFFIXES:
         return Path(engine_file_or_dir).expanduser()
@@ -282,7 +353,7 @@ def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, 
                   allow_build: bool = True, key_source: KeySource | None = None,
                   builder: Builder | None = None, fp32_layers: str = 'auto',
                   log: Callable[[str], Any] = print) -> tuple[Path, EngineKey]:
-    """An engine for ``onnx_path`` that matches this machine: the cached one, or a new build.
+    """Provide an engine for ``onnx_path`` that fits this machine: the cached one or a new build.
 
     :param engine_path: engine file, or a folder for :func:`default_engine_path`; default
         beside the ONNX file.
@@ -379,6 +450,205 @@ def check_engine_for_machine(engine_path: str | Path, key_source: KeySource | No
                           'give the .onnx file so it is rebuilt automatically.')
 
 
+# --- TensorRT API checks, GPU probe, logger -----------------------------------------------
+def tensorrt_major(trt: Any) -> int:
+    """Major version of a ``tensorrt`` module (``'10.13.3.9'`` -> 10)."""
+    try:
+        return int(str(trt.__version__).split('.')[0])
+    except (AttributeError, ValueError) as exc:
+        raise EngineError(f'Cannot read the TensorRT version ({exc}).',
+                          'Reinstall TensorRT (pip install tensorrt, or JetPack).') from exc
+
+
+def required_api(major: int, purposes: tuple[str, ...] = API_PURPOSES) -> list[str]:
+    """List the dotted ``tensorrt`` names used on TensorRT ``major`` for ``purposes``."""
+    names = [name for purpose, name, since, until in TENSORRT_API
+             if purpose in purposes and since <= major and (until is None or major < until)]
+    return list(dict.fromkeys(names))
+
+
+def resolve_api(trt: Any, name: str) -> Any:
+    """Return ``trt.ILayer.precision`` for ``'ILayer.precision'``; AttributeError if absent."""
+    obj = trt
+    for part in name.split('.'):
+        obj = getattr(obj, part)
+    return obj
+
+
+def missing_api(trt: Any, purposes: tuple[str, ...] = API_PURPOSES,
+                major: int | None = None) -> list[str]:
+    """List the names of :func:`required_api` that ``trt`` lacks (empty: API as expected)."""
+    major = tensorrt_major(trt) if major is None else major
+    missing = []
+    for name in required_api(major, purposes):
+        try:
+            resolve_api(trt, name)
+        except AttributeError:
+            missing.append(name)
+    return missing
+
+
+def check_api(trt: Any, purposes: tuple[str, ...]) -> None:
+    """:class:`EngineError` naming every missing TensorRT name this package needs."""
+    missing = missing_api(trt, purposes)
+    if missing:
+        raise EngineError(f'TensorRT {trt.__version__} lacks API that depth_node uses: '
+                          f"{', '.join(missing)}.",
+                          'Use a TensorRT version depth_node supports (8.6, 10.x, 11.x) or '
+                          'the onnxruntime / torch backend, and report the version.')
+
+
+def weak_typing_fp16(trt: Any) -> bool:
+    """Tell whether TensorRT builds FP32 ONNX as FP16 with ``BuilderFlag.FP16`` (only < 11)."""
+    return tensorrt_major(trt) < 11 and not missing_api(trt, ('fp16',))
+
+
+_CUDA_ERRORS = {100: 'the NVIDIA driver reports no CUDA GPU',
+                34: 'only the CUDA stub library is installed, not a real NVIDIA driver',
+                35: 'the NVIDIA driver is older than this CUDA runtime needs',
+                999: 'unknown CUDA error (is the GPU in use by another container, or resetting?)'}
+
+
+def _cuda_driver() -> tuple[Any, str]:
+    """Load and initialise the NVIDIA driver library (ctypes); ``(None, why not)`` if absent."""
+    import ctypes
+    names = ('nvcuda.dll',) if sys.platform.startswith('win') else ('libcuda.so.1', 'libcuda.so')
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
+        return None, 'no NVIDIA driver is installed (libcuda not found)'
+    rc = lib.cuInit(0)
+    if rc != 0:
+        return None, f"cuInit failed: CUDA error {rc}, {_CUDA_ERRORS.get(rc, 'see cuda.h')}"
+    return lib, ''
+
+
+def cuda_devices() -> tuple[int, str]:
+    """How many CUDA GPUs the NVIDIA driver reports, and why none when 0.
+
+    Uses the driver API through ctypes (``cuInit``/``cuDeviceGetCount``): no torch needed, and
+    it cannot crash or hang the way TensorRT does without a GPU.
+    """
+    import ctypes
+    lib, why = _cuda_driver()
+    if lib is None:
+        return 0, why
+    count = ctypes.c_int(0)
+    rc = lib.cuDeviceGetCount(ctypes.byref(count))
+    if rc != 0:
+        return 0, f'cuDeviceGetCount failed: CUDA error {rc}'
+    return count.value, '' if count.value else 'the NVIDIA driver reports no CUDA GPU'
+
+
+def cuda_device(index: int = 0) -> tuple[str, str]:
+    """``(name, 'major.minor' compute capability)`` of CUDA device ``index``, from the driver.
+
+    :raises EngineError: no usable GPU, or no device ``index``.
+    """
+    import ctypes
+    count, why = cuda_devices()
+    if count == 0:
+        raise EngineError(f'No CUDA GPU is usable ({why}), so no TensorRT engine can be built '
+                          'or run.', 'Run on a host with an NVIDIA GPU and driver (on Jetson: '
+                          'JetPack), or use the onnxruntime / torch backend.')
+    if not 0 <= index < count:
+        raise EngineError(f'There is no CUDA device {index} (the driver reports {count}).',
+                          f'Use a device index from 0 to {count - 1}.')
+    lib, _ = _cuda_driver()
+    device, major, minor = ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(0)
+    name = ctypes.create_string_buffer(256)
+    # 75/76: CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR/_MINOR
+    codes = [lib.cuDeviceGet(ctypes.byref(device), index),
+             lib.cuDeviceGetName(name, len(name), device),
+             lib.cuDeviceGetAttribute(ctypes.byref(major), 75, device),
+             lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, device)]
+    if any(codes):
+        raise EngineError(f'The NVIDIA driver cannot describe CUDA device {index} (CUDA errors '
+                          f'{codes}).', 'Check the GPU with nvidia-smi.')
+    return name.value.decode(errors='replace'), f'{major.value}.{minor.value}'
+
+
+def require_gpu(what: str) -> None:
+    """:class:`EngineError` when no CUDA GPU is usable (TensorRT itself would crash or hang)."""
+    count, why = cuda_devices()
+    if count == 0:
+        raise EngineError(f'{what} needs a CUDA GPU, and there is none usable here: {why}.',
+                          'Run on a host with an NVIDIA GPU and driver (on Jetson: JetPack), '
+                          'or use the onnxruntime / torch backend.')
+
+
+def tensorrt_logger(trt: Any, log: Callable[[str], Any] | None = None) -> Any:
+    """Make a ``trt.ILogger`` keeping TensorRT's errors (``.errors``), warnings sent to ``log``.
+
+    TensorRT reports failures (no CUDA, parse and build errors, an engine from another version)
+    through its logger, often while still returning an object: callers check ``.errors``.
+    """
+    severity = trt.ILogger.Severity
+    error_level, warning_level = int(severity.ERROR), int(severity.WARNING)
+
+    class _Logger(trt.ILogger):
+
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, level, message):  # called by TensorRT, from any thread
+            level = int(level)
+            if level <= error_level:
+                self.errors.append(str(message))
+                if len(self.errors) > 200:  # repeated per-frame failures: keep the latest
+                    del self.errors[:100]
+            if level <= warning_level and log is not None:
+                log(f"  TensorRT {'error' if level <= error_level else 'warning'}: {message}")
+
+    return _Logger()
+
+
+_LEAKED: list[Any] = []
+
+
+def _leak(obj: Any) -> None:
+    """Never free ``obj`` (a TensorRT object created while CUDA failed).
+
+    A TensorRT runtime created without a working CUDA segfaults in its destructor (seen with
+    TensorRT 10.16 and 11.4 without a GPU), so it must outlive the process.
+    """
+    import ctypes
+    try:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+    except (AttributeError, OSError):  # no CPython API (other interpreters): keep a reference
+        _LEAKED.append(obj)
+
+
+def tensorrt_object(factory: Callable[..., Any], logger: Any, what: str, *args: Any) -> Any:
+    """``factory(*args)`` (``trt.Builder(logger)``, ``trt.Runtime(logger)``), or EngineError.
+
+    Without a usable GPU ``trt.Builder`` raises ``TypeError: pybind11::init(): factory function
+    returned nullptr``, and ``trt.Runtime`` logs a CUDA error and returns an object that crashes
+    the process when used or freed: both become a clear error here (such an object is never
+    freed). Call :func:`require_gpu` first where possible.
+    """
+    before = len(logger.errors)
+    try:
+        obj = factory(*args)
+    except (TypeError, RuntimeError) as exc:
+        obj, errors = None, [*logger.errors[before:], str(exc)]
+    else:
+        errors = logger.errors[before:]
+    if obj is not None and errors:
+        _leak(obj)
+    if obj is None or errors:
+        raise EngineError(f'TensorRT cannot create {what}: '
+                          + ' | '.join(errors or ['no reason given']),
+                          'Check the NVIDIA driver and GPU (nvidia-smi) and that the TensorRT '
+                          'and CUDA versions match it, or use the onnxruntime / torch backend.')
+    return obj
+
+
 # --- TensorRT build ----------------------------------------------------------------------
 class Heartbeat:
     """Log ``message (N s)`` every ``interval_s`` until the block ends (TensorRT < 10)."""
@@ -409,12 +679,13 @@ class Heartbeat:
 
 
 def _progress_monitor(trt: Any, log: Callable[[str], Any]) -> Any:
-    """A ``trt.IProgressMonitor`` logging top-level phases (TensorRT >= 10), else None."""
+    """Make a ``trt.IProgressMonitor`` logging top-level phases (TensorRT >= 10), else None."""
     base = getattr(trt, 'IProgressMonitor', None)
     if base is None:
         return None
 
     class _Monitor(base):
+
         def __init__(self) -> None:
             base.__init__(self)
             self.started: dict[str, float] = {}
@@ -464,9 +735,9 @@ def mark_fp32_layers(network: Any, trt: Any, types: tuple[str, ...] = FP32_LAYER
 
 def _network_flags(trt: Any) -> int:
     """Explicit batch: required on TensorRT 8.x, the only mode (flag deprecated) on 10.x."""
-    major = int(str(trt.__version__).split('.')[0])
-    flag = getattr(trt.NetworkDefinitionCreationFlag, 'EXPLICIT_BATCH', None)
-    return 1 << int(flag) if major < 10 and flag is not None else 0
+    if tensorrt_major(trt) >= 10:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
@@ -486,14 +757,26 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
     trt = require('tensorrt', 'building TensorRT engines')
     check_precision(precision)
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    version = trt.__version__
+    check_api(trt, ('build', 'progress'))
+    if precision == 'fp16' and not weak_typing_fp16(trt):
+        if tensorrt_major(trt) < 11:  # API drift on 8.6/10.x: name what is missing
+            check_api(trt, ('fp16',))
+        raise EngineError(
+            f'TensorRT {version} cannot build an FP16 engine from an FP32 ONNX file: TensorRT '
+            "11 removed weak typing (BuilderFlag.FP16); engines compute in the ONNX file's types.",
+            'Use precision fp32 (--precision fp32) with TensorRT 11, or TensorRT 10.x or 8.6 for '
+            'FP16 engines. (An ONNX file converted to FP16 beforehand, e.g. with NVIDIA ModelOpt '
+            'AutoCast, builds as FP16 on TensorRT 11 with --precision fp32.)')
+    require_gpu(f'Building a TensorRT engine (TensorRT {version})')
     start = time.monotonic()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    logger = tensorrt_logger(trt, log)
+    builder = tensorrt_object(trt.Builder, logger, 'a builder', logger)
     network = builder.create_network(_network_flags(trt))
     parser = trt.OnnxParser(network, logger)
-    log(f'parsing {onnx_path} (TensorRT {trt.__version__}) ...')
+    log(f'parsing {onnx_path} (TensorRT {version}) ...')
     if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)] or logger.errors
         raise EngineError(f'TensorRT cannot parse {onnx_path}: ' + ' | '.join(errors),
                           'Export the model again (opset 17+) or use the onnxruntime backend.')
     config = builder.create_builder_config()
@@ -506,9 +789,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
         config.set_flag(trt.BuilderFlag.FP16)
         if fp32_layers == 'auto':
             pinned = mark_fp32_layers(network, trt)
-            flag = getattr(trt.BuilderFlag, 'OBEY_PRECISION_CONSTRAINTS', None)
-            config.set_flag(flag if flag is not None
-                            else trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     cache = None
     if timing_cache:
         timing_cache = Path(timing_cache).expanduser()
@@ -522,7 +803,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
             cache = config.create_timing_cache(blob)
         if not blob:
             config.set_timing_cache(cache, False)
-        log(f'timing cache {timing_cache} ({"loaded" if blob else "new"})')
+        log(f"timing cache {timing_cache} ({'loaded' if blob else 'new'})")
     monitor = _progress_monitor(trt, log)
     if monitor is not None:
         config.progress_monitor = monitor
@@ -536,13 +817,15 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
                else contextlib.nullcontext())
     with waiting:
         serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EngineError(f'TensorRT failed to build an engine from {onnx_path}.',
+    plan = memoryview(serialized) if serialized is not None else memoryview(b'')
+    if not plan.nbytes:
+        raise EngineError(f'TensorRT failed to build an engine from {onnx_path}'
+                          + (': ' + ' | '.join(logger.errors[-5:]) if logger.errors else '.'),
                           'See the TensorRT messages above; try --precision fp32 or a larger '
                           '--workspace.')
     tmp = engine_path.with_name(engine_path.name + '.tmp')
     with tmp.open('wb') as handle:
-        handle.write(memoryview(serialized))
+        handle.write(plan)
     os.replace(tmp, engine_path)
     if cache is not None:
         try:

@@ -13,19 +13,18 @@ is used, which needs the ``onnxscript`` package (part of the ``torch`` extra).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import contextlib
 import os
+from pathlib import Path
 import sys
 import time
-import warnings
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-import numpy as np
+import warnings
 
 from depth_node.errors import ModelError, require
 from depth_node.models import zoo
+import numpy as np
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 17
@@ -38,7 +37,7 @@ def _stderr(message: str) -> None:
 
 
 def fixed_input(card, seed: int = 1234) -> np.ndarray:
-    """The fixed, normalised network input used to compare ONNX Runtime with PyTorch.
+    """Return the fixed, normalised network input used to compare ONNX Runtime with PyTorch.
 
     A smooth colour gradient plus seeded noise, as uint8 RGB, normalised per the card: it is
     image-like (values in the range the network sees) and the same on every machine.
@@ -61,8 +60,8 @@ def torch_export(module, example, output: Path, opset: int, exporter: str = 'aut
     :param exporter: ``'torchscript'``, ``'dynamo'`` or ``'auto'`` (TorchScript, else dynamo).
     """
     torch = require('torch', 'ONNX export')
-    kwargs = dict(input_names=[input_name], output_names=[output_name], opset_version=opset,
-                  do_constant_folding=True)
+    kwargs = {'input_names': [input_name], 'output_names': [output_name],
+              'opset_version': opset, 'do_constant_folding': True}
     errors = []
     order = {'auto': ('torchscript', 'dynamo'), 'torchscript': ('torchscript',),
              'dynamo': ('dynamo',)}.get(exporter)
@@ -141,7 +140,7 @@ def check_onnx(path: Path, input_shape: tuple[int, ...], min_opset: int = MIN_OP
             'output_name': model.graph.output[0].name,
             'output_shape': dims(model.graph.output[0])}
     if info['input_shape'] != list(input_shape):
-        raise ModelError(f'{path} input shape is {info["input_shape"]}, expected '
+        raise ModelError(f"{path} input shape is {info['input_shape']}, expected "
                          f'{list(input_shape)} (static).', 'Report this with the model name.')
     for out in model.graph.output:
         shape = dims(out)
@@ -174,7 +173,7 @@ def compare_with_onnxruntime(path: Path, module, example: np.ndarray) -> dict[st
 
 
 def _reference(module, card, log: Callable[[str], None]) -> dict | None:
-    """The golden self-test reference, computed with the PyTorch model."""
+    """Return the golden self-test reference, computed with the PyTorch model."""
     try:
         from depth_node.backends import make_reference
     except ImportError as exc:
@@ -272,8 +271,8 @@ def _export_checked(module, card, example: np.ndarray, path: Path, output: Path,
 
     log('[3/5] checking the ONNX graph ...')
     info = check_onnx(path, (1, 3, height, width))
-    log(f'      opset {info["opset"]}, input {info["input_name"]} {info["input_shape"]}, '
-        f'output {info["output_name"]} {info["output_shape"]}')
+    log(f"      opset {info['opset']}, input {info['input_name']} {info['input_shape']}, "
+        f"output {info['output_name']} {info['output_shape']}")
     card = card.replace(input_name=info['input_name'], output_name=info['output_name'])
 
     if not verify:
@@ -283,13 +282,13 @@ def _export_checked(module, card, example: np.ndarray, path: Path, output: Path,
     log('[4/5] comparing ONNX Runtime (CPU) with PyTorch on a fixed input ...')
     stats = compare_with_onnxruntime(path, module, example)
     scale = max(1.0, abs(stats['torch_min']), abs(stats['torch_max']))
-    log(f'      max abs difference {stats["max_abs_diff"]:.3g}, mean abs difference '
-        f'{stats["mean_abs_diff"]:.3g} (PyTorch output {stats["torch_min"]:.4g} .. '
-        f'{stats["torch_max"]:.4g}; {time.perf_counter() - step:.1f} s)')
+    log(f"      max abs difference {stats['max_abs_diff']:.3g}, mean abs difference "
+        f"{stats['mean_abs_diff']:.3g} (PyTorch output {stats['torch_min']:.4g} .. "
+        f"{stats['torch_max']:.4g}; {time.perf_counter() - step:.1f} s)")
     if not stats['max_abs_diff'] <= tolerance * scale:
         raise ModelError(
             f'The exported ONNX graph computes something else than the PyTorch model: max abs '
-            f'difference {stats["max_abs_diff"]:.3g} > {tolerance * scale:.3g}; {output} was '
+            f"difference {stats['max_abs_diff']:.3g} > {tolerance * scale:.3g}; {output} was "
             'not written.',
             'Try another --opset, --exporter or torch version, and report the model name.')
     return card
@@ -333,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
         for entry in zoo.list_models():
             width, height = entry.default_size
             print(f'{entry.name:40s} {width}x{height}  {entry.hub_id}\n    {entry.description}'
-                  f'; licence {entry.card.get("license", "?")}')
+                  f"; licence {entry.card.get('license', '?')}")
         return 0
     if not args.model or not args.output:
         raise ModelError('export needs MODEL and --output FILE.onnx.',

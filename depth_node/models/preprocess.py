@@ -30,12 +30,11 @@ output back to the image resolution there before the one device-to-host copy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, TYPE_CHECKING
 
 import cv2
-import numpy as np
-
 from depth_node.errors import ImageFormatError
+import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from depth_node.models.card import ModelCard
@@ -88,7 +87,7 @@ class Transform:
         return (u - self.offset_x) / self.scale_x, (v - self.offset_y) / self.scale_y
 
     def apply_to_camera(self, camera: Any) -> Any:
-        """The camera as the network sees it (intrinsics scaled and shifted, network size).
+        """Return the camera as the network sees it (intrinsics scaled and shifted, network size).
 
         :param camera: a :class:`depth_node.camera.CameraModel` of the *image*.
         """
@@ -97,7 +96,7 @@ class Transform:
 
 
 def compute_transform(image_width: int, image_height: int, card: ModelCard) -> Transform:
-    """The :class:`Transform` preprocessing applies to an image of this size for this card."""
+    """Return the :class:`Transform` preprocessing applies to this image size for this card."""
     wn, hn = card.network_image_width, card.network_image_height
     w, h = image_width, image_height
     if card.resize == 'stretch':
@@ -119,8 +118,9 @@ def compute_transform(image_width: int, image_height: int, card: ModelCard) -> T
 
 
 def normalisation(card: ModelCard) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
-    """Fused normalisation ``x = pixel * a + b`` per network channel, and the RGB source index
-    of each network channel (``(0, 1, 2)`` for rgb8, ``(2, 1, 0)`` for bgr8).
+    """Return the fused normalisation ``x = pixel * a + b`` and RGB source of each network channel.
+
+    The RGB source indices are ``(0, 1, 2)`` for rgb8 and ``(2, 1, 0)`` for bgr8.
     """
     std = np.asarray(card.image_stddev, np.float64)
     a = (card.pixel_scale / std).astype(np.float32)
@@ -145,8 +145,9 @@ def check_rgb(rgb: Any) -> np.ndarray:
 
 def normalise_into(src: np.ndarray, dst: np.ndarray, card: ModelCard,
                    coefficients: tuple | None = None) -> np.ndarray:
-    """Normalise a uint8 RGB (h, w, 3) image into ``dst`` (float32, (3, h, w) for nchw or
-    (h, w, 3) for nhwc), in one pass per channel. Returns ``dst``.
+    """Normalise a uint8 RGB (h, w, 3) image into ``dst`` in one pass per channel; return ``dst``.
+
+    ``dst`` is float32, (3, h, w) for nchw or (h, w, 3) for nhwc.
     """
     a, b, order = coefficients or normalisation(card)
     if card.layout == 'nchw':
@@ -176,7 +177,7 @@ class Preprocessor:
         self._transforms: dict[tuple[int, int], Transform] = {}
 
     def transform_for(self, width: int, height: int) -> Transform:
-        """The (cached) transform for an image size."""
+        """Return the (cached) transform for an image size."""
         key = (width, height)
         t = self._transforms.get(key)
         if t is None:

@@ -8,18 +8,22 @@ image-resolution result comes back. :func:`open_model` goes from a model path to
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
+import time
 from typing import Any
-
-import numpy as np
 
 from depth_node.backends import load_backend
 from depth_node.backends.base import Backend
-from depth_node.models.card import ModelCard, card_path_for, load_card
+from depth_node.models.card import card_path_for, load_card, ModelCard
 from depth_node.models.preprocess import (
-    Preprocessor, TorchPreprocessor, Transform, postprocess, postprocess_torch)
+    postprocess,
+    postprocess_torch,
+    Preprocessor,
+    TorchPreprocessor,
+    Transform,
+)
+import numpy as np
 
 MODEL_FILE_SUFFIXES = ('.onnx', '.engine', '.plan', '.trt')
 
@@ -32,7 +36,10 @@ class DepthModel:
 
     def __init__(self, backend: Backend, card: ModelCard | None = None, *,
                  output_interpolation: str = 'linear') -> None:
-        """:param backend: a loaded backend. :param card: its card (default ``backend.card``).
+        """Wrap a loaded backend and its card.
+
+        :param backend: a loaded backend.
+        :param card: its card (default ``backend.card``).
         :param output_interpolation: how the output is resized back to the image.
         """
         self.backend = backend
@@ -72,7 +79,7 @@ class DepthModel:
         return raw, transform, timings
 
     def info(self) -> dict[str, str]:
-        """The backend's info plus the card's name and output kind."""
+        """Return the backend's info plus the card's name and output kind."""
         out = dict(self.backend.info())
         out.update(card=self.card.name, output_kind=self.card.output_kind,
                    network_size=f'{self.card.network_image_width}x'

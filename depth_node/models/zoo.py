@@ -12,8 +12,8 @@ torch and transformers are imported lazily (``pip install 'depth_node[torch]'``)
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +103,8 @@ def _depth_anything(version: str, size: str, metric: str | None = None) -> ZooEn
         card.update(output_kind='metric_depth', max_depth=float(config['max_depth']),
                     license=_DA_LICENSE[size])
         what = (f'Depth Anything V2 metric {metric} {size} (metres, up to '
-                f'{config["max_depth"]} m; trained on '
-                f'{"Hypersim" if metric == "indoor" else "Virtual KITTI 2"})')
+                f"{config['max_depth']} m; trained on "
+                f"{'Hypersim' if metric == 'indoor' else 'Virtual KITTI 2'})")
     card.update(name=name, source=hub)
     return ZooEntry(name=name, hub_id=hub, config_class='DepthAnythingConfig',
                     model_class='DepthAnythingForDepthEstimation', config=config,
@@ -198,7 +198,7 @@ def list_models() -> list[ZooEntry]:
 
 
 def find_entry(model: str) -> ZooEntry | None:
-    """The zoo entry for a short name or hub id (case-insensitive), or None."""
+    """Return the zoo entry for a short name or hub id (case-insensitive), or None."""
     key = model.strip().lower()
     for entry in ZOO.values():
         if key in (entry.name, entry.hub_id.lower(), *entry.aliases):
@@ -245,7 +245,7 @@ def check_input_size(size: tuple[int, int], multiple: int, model: str) -> None:
 
 
 def build_config(entry: ZooEntry, overrides: dict[str, Any] | None = None):
-    """The transformers configuration object of a zoo entry (no hub access).
+    """Return the transformers configuration object of a zoo entry (no hub access).
 
     :param overrides: keyword arguments replacing the entry's (``backbone_config`` entries are
         merged into the backbone's), e.g. for tiny test models.
@@ -383,7 +383,7 @@ def _card_fields(entry: ZooEntry | None, config, size: tuple[int, int], source: 
         fields.update(name=Path(source).name or source, source=source,
                       **_card_from_config(config))
     if random_weights:
-        fields['name'] = f'{fields.get("name", source)} (random weights)'
+        fields['name'] = f"{fields.get('name', source)} (random weights)"
         fields['license'] = 'none (random weights, not a trained model)'
     fields.update(network_image_width=size[0], network_image_height=size[1], layout='nchw',
                   input_name='pixel_values', output_name='predicted_depth')
@@ -431,7 +431,7 @@ def load_torch_model(model: str, random_weights: bool = False,
                      input_size: tuple[int, int] | str | None = None, *,
                      config_overrides: dict[str, Any] | None = None,
                      seed: int = RANDOM_WEIGHTS_SEED):
-    """A depth network as a torch module plus its card (without ``reference``).
+    """Return a depth network as a torch module plus its card (without ``reference``).
 
     :param model: zoo short name, hub id or local checkpoint directory.
     :param random_weights: build the architecture with seeded random weights (offline for zoo

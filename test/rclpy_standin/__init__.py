@@ -46,7 +46,7 @@ def install() -> None:
 
 
 def graph():
-    """The stand-in's in-process topic graph."""
+    """Return the stand-in's in-process topic graph."""
     from rclpy import _graph
     return _graph.GRAPH
 

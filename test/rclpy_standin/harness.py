@@ -50,11 +50,10 @@ def standin_session():
 
 def build_tiny_onnx(path: Path, width: int = 64, height: int = 48, scale: float = 4.0,
                     offset: float = 1.0) -> Path:
-    """A real tiny ONNX "metric depth" model and its card: depth = offset + scale * mean(rgb)."""
+    """Build a real tiny ONNX "metric depth" model and card: depth = offset + scale * mean(rgb)."""
+    from depth_node.models.card import card_path_for, ModelCard
     import onnx
     from onnx import helper, numpy_helper, TensorProto
-
-    from depth_node.models.card import card_path_for, ModelCard
     inp = helper.make_tensor_value_info('image', TensorProto.FLOAT, [1, 3, height, width])
     out = helper.make_tensor_value_info('depth', TensorProto.FLOAT, [1, height, width])
     inits = [numpy_helper.from_array(np.array([1], np.int64), 'axes'),
@@ -122,7 +121,7 @@ class FakeModel:
 
 
 def opener_for(model):
-    """A model_opener for DepthNode that returns ``model`` and records the call."""
+    """Return a model_opener for DepthNode that returns ``model`` and records the call."""
     calls = []
 
     def opener(path, overrides, **options):
@@ -133,14 +132,14 @@ def opener_for(model):
 
 
 def now_stamp() -> tuple[int, int]:
-    """The current wall-clock time as (sec, nanosec)."""
+    """Return the current wall-clock time as (sec, nanosec)."""
     ns = time.time_ns()
     return ns // 1_000_000_000, ns % 1_000_000_000
 
 
 def camera_info(factory, stamp, frame_id='tum_rgb_optical_frame', width=640, height=480,
                 k=None):
-    """A plumb_bob CameraInfo with D = 0 (rosbags message)."""
+    """Return a plumb_bob CameraInfo with D = 0 (rosbags message)."""
     k = K_TUM if k is None else k
     kk = np.asarray(k, dtype=np.float64)
     p = np.array([kk[0], kk[1], kk[2], 0.0, kk[3], kk[4], kk[5], 0.0, 0.0, 0.0, 1.0, 0.0])
@@ -153,7 +152,7 @@ def camera_info(factory, stamp, frame_id='tum_rgb_optical_frame', width=640, hei
 
 
 def rgb_image(factory, rgb, stamp, frame_id='tum_rgb_optical_frame', encoding='rgb8'):
-    """An Image message (rosbags) of an RGB array."""
+    """Return an Image message (rosbags) of an RGB array."""
     from depth_node.images import make_image
     return make_image(factory, factory.header(*stamp, frame_id), rgb, encoding)
 
@@ -163,10 +162,10 @@ class Collector:
 
     def __init__(self, topics: dict[str, str], namespace: str = '/', reliable: bool = True,
                  name: str = 'collector') -> None:
+        import diagnostic_msgs.msg as dm
         import rclpy.node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         import sensor_msgs.msg as sm
-        import diagnostic_msgs.msg as dm
         classes = {'Image': sm.Image, 'CameraInfo': sm.CameraInfo,
                    'PointCloud2': sm.PointCloud2, 'DiagnosticArray': dm.DiagnosticArray}
         self.node = rclpy.node.Node(name, namespace=namespace)

@@ -41,7 +41,7 @@ _CLASSES: dict[str, MessageClass] = {}
 
 
 def message_class(name: str) -> MessageClass:
-    """The stand-in class of a message type such as ``'sensor_msgs/msg/Image'``."""
+    """Return the stand-in class of a message type such as ``'sensor_msgs/msg/Image'``."""
     cls = _CLASSES.get(name)
     if cls is None:
         cls = _CLASSES[name] = MessageClass(name)

@@ -49,18 +49,18 @@ class Graph:
                     items.remove(endpoint)
 
     def subscriptions_of(self, topic):
-        """The live subscriptions of a topic."""
+        """Return the live subscriptions of a topic."""
         with self.lock:
             return list(self.subscriptions.get(topic, []))
 
     def publishers_of(self, topic):
-        """The live publishers of a topic."""
+        """Return the live publishers of a topic."""
         with self.lock:
             return list(self.publishers.get(topic, []))
 
 
 def compatible(pub_qos, sub_qos):
-    """A RELIABLE subscription does not receive from a BEST_EFFORT publisher (the rest: ok)."""
+    """Tell whether they match: a RELIABLE subscription ignores a BEST_EFFORT publisher."""
     from rclpy.qos import ReliabilityPolicy
     return not (sub_qos.reliability == ReliabilityPolicy.RELIABLE
                 and pub_qos.reliability == ReliabilityPolicy.BEST_EFFORT)

@@ -37,5 +37,5 @@ class Clock:
     offset_ns = 0
 
     def now(self):
-        """The current time."""
+        """Return the current time."""
         return Time(nanoseconds=_time.time_ns() + Clock.offset_ns)

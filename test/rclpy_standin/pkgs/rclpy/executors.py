@@ -21,7 +21,7 @@ class Executor:
         return True
 
     def get_nodes(self):
-        """The nodes."""
+        """Return the nodes."""
         return list(self._nodes)
 
     def spin_once(self, timeout_sec=None):

@@ -8,8 +8,12 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
 from rclpy import _graph
 from rclpy.clock import Clock
-from rclpy.exceptions import (InvalidParameterTypeException, InvalidParameterValueException,
-                              ParameterAlreadyDeclaredException, ParameterNotDeclaredException)
+from rclpy.exceptions import (
+    InvalidParameterTypeException,
+    InvalidParameterValueException,
+    ParameterAlreadyDeclaredException,
+    ParameterNotDeclaredException,
+)
 from rclpy.impl.rcutils_logger import RcutilsLogger
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -63,7 +67,7 @@ class Publisher:
                 sub.deliver(store.deserialize_cdr(raw, msgtype))
 
     def get_subscription_count(self):
-        """Number of matched subscriptions (compatible or not, like rmw)."""
+        """Return the number of matched subscriptions (compatible or not, like rmw)."""
         return len(_graph.GRAPH.subscriptions_of(self.topic_name))
 
     def destroy(self):
@@ -136,17 +140,17 @@ class Node:
 
     @property
     def publishers(self):
-        """The node's publishers (a list here; rclpy yields them)."""
+        """Return the node's publishers: a list here, rclpy yields them."""
         return list(self._publishers)
 
     @property
     def subscriptions(self):
-        """The node's subscriptions (a list here; rclpy yields them)."""
+        """Return the node's subscriptions: a list here, rclpy yields them."""
         return list(self._subscriptions)
 
     @property
     def timers(self):
-        """The node's timers (a list here; rclpy yields them)."""
+        """Return the node's timers: a list here, rclpy yields them."""
         return list(self._timers)
 
     # -- names ------------------------------------------------------------------------------
@@ -160,14 +164,14 @@ class Node:
 
     def get_fully_qualified_name(self):
         """``/namespace/name``."""
-        return f'{self._namespace.rstrip("/")}/{self._name}'
+        return f"{self._namespace.rstrip('/')}/{self._name}"
 
     def get_logger(self):
-        """The node's logger."""
+        """Return the node's logger."""
         return self._logger
 
     def get_clock(self):
-        """The node's clock."""
+        """Return the node's clock."""
         return self._clock
 
     def resolve_topic_name(self, topic, *, only_expand=False):
@@ -175,9 +179,9 @@ class Node:
         if not only_expand and topic in self._remaps:
             topic = self._remaps[topic]
         if topic.startswith('~'):
-            topic = f'{self._namespace.rstrip("/")}/{self._name}{topic[1:]}'
+            topic = f"{self._namespace.rstrip('/')}/{self._name}{topic[1:]}"
         if not topic.startswith('/'):
-            topic = f'{self._namespace.rstrip("/")}/{topic}'
+            topic = f"{self._namespace.rstrip('/')}/{topic}"
         if not only_expand and topic in self._remaps:
             topic = self._remaps[topic]
         return topic
@@ -216,7 +220,7 @@ class Node:
         return name in self._parameters
 
     def get_parameter(self, name):
-        """A declared parameter."""
+        """Return a declared parameter."""
         if name not in self._parameters:
             raise ParameterNotDeclaredException(name)
         return self._parameters[name]
@@ -226,7 +230,7 @@ class Node:
         return [self.get_parameter(n) for n in names]
 
     def describe_parameter(self, name):
-        """The descriptor of a parameter."""
+        """Return the descriptor of a parameter."""
         if name not in self._descriptors:
             raise ParameterNotDeclaredException(name)
         return self._descriptors[name]

@@ -23,7 +23,7 @@ class Parameter:
 
         @classmethod
         def from_parameter_value(cls, value):
-            """The type of a Python value (TypeError when it has none)."""
+            """Return the type of a Python value (TypeError when it has none)."""
             if value is None:
                 return cls.NOT_SET
             if isinstance(value, bool):
@@ -71,17 +71,17 @@ class Parameter:
 
     @property
     def name(self):
-        """The parameter's name."""
+        """Return the parameter's name."""
         return self._name
 
     @property
     def type_(self):
-        """The parameter's type."""
+        """Return the parameter's type."""
         return self._type_
 
     @property
     def value(self):
-        """The parameter's value."""
+        """Return the parameter's value."""
         return self._value
 
     def __repr__(self):

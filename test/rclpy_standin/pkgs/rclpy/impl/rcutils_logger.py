@@ -18,7 +18,7 @@ class RcutilsLogger:
         self.records = []
 
     def get_child(self, name):
-        """A child logger."""
+        """Return a child logger."""
         return RcutilsLogger(f'{self.name}.{name}' if self.name else name)
 
     def log(self, message, severity, **kwargs):
@@ -73,5 +73,5 @@ class RcutilsLogger:
 
 
 def get_logger(name):
-    """A logger."""
+    """Return a logger."""
     return RcutilsLogger(name)

@@ -9,7 +9,8 @@ exception in the callback, as in rclpy) runs on_error: SUCCESS -> unconfigured, 
 from enum import Enum
 from typing import NamedTuple
 
-from rclpy.node import Node as _Node, Publisher as _Publisher
+from rclpy.node import Node as _Node
+from rclpy.node import Publisher as _Publisher
 
 
 class TransitionCallbackReturn(Enum):
@@ -20,7 +21,7 @@ class TransitionCallbackReturn(Enum):
     ERROR = 99
 
     def to_label(self):
-        """The transition label of the result."""
+        """Return the transition label of the result."""
         return self.name.lower()
 
 
@@ -157,31 +158,31 @@ class LifecycleNode(_Node):
         return TransitionCallbackReturn.SUCCESS
 
     def on_configure(self, state):
-        """Default: succeed."""
+        """Succeed (the default)."""
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state):
-        """Default: succeed."""
+        """Succeed (the default)."""
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state):
-        """Default: succeed."""
+        """Succeed (the default)."""
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state):
-        """Default: activate the managed entities (lifecycle publishers)."""
+        """Activate the managed entities (lifecycle publishers), the default."""
         return self._each_entity('on_activate', state)
 
     def on_deactivate(self, state):
-        """Default: deactivate the managed entities."""
+        """Deactivate the managed entities (the default)."""
         return self._each_entity('on_deactivate', state)
 
     def on_error(self, state):
-        """Default: succeed."""
+        """Succeed (the default)."""
         return TransitionCallbackReturn.SUCCESS
 
     def create_lifecycle_publisher(self, *args, **kwargs):
-        """A publisher managed by the lifecycle (publishes only while active)."""
+        """Return a publisher managed by the lifecycle (publishes only while active)."""
         if 'publisher_class' in kwargs:
             raise TypeError(
                 "create_publisher() got an unexpected keyword argument 'publisher_class'")
