@@ -558,9 +558,17 @@ class MetricConverter:
         self.output_kind = kind
         c = self.config
         self.smoother = ScaleSmoother(c.scale_smoothing, c.scale_max_jump, c.scale_reinit_frames)
-        self._rng = np.random.default_rng(0)
         max_depth = getattr(card, 'max_depth', None)
         self.max_range = min(c.max_range, max_depth) if max_depth else c.max_range
+
+    @staticmethod
+    def _fit_rng() -> np.random.Generator:
+        """Return a freshly seeded generator: the same input always gives the same fit.
+
+        The robust fits sample points and hypotheses at random; a generator carried from
+        frame to frame would make identical frames fit differently (scale flicker).
+        """
+        return np.random.default_rng(0)
 
     def reset(self) -> None:
         """Forget the temporal state (call when the camera or the scene changes)."""
@@ -662,7 +670,7 @@ class MetricConverter:
             else:
                 raw_pts, sparse_pts = raw, _to_numpy(sparse_depth)
             return fit_sparse(raw_pts, sparse_pts, self.output_kind, c.sparse_min_points,
-                              c.sparse_outlier_threshold, self._rng)
+                              c.sparse_outlier_threshold, self._fit_rng())
         # ground_plane
         if camera is None:
             return 'ground_plane needs the camera (camera_info) for the pixel rays'
@@ -677,7 +685,8 @@ class MetricConverter:
         # only the lower region leaves the device
         return fit_ground_plane(_to_numpy(raw[top:]), rays[top:], self.output_kind,
                                 c.camera_height, c.ground_up, c.ground_max_tilt_deg, 1.0,
-                                c.sparse_min_points, c.sparse_outlier_threshold, self._rng)
+                                c.sparse_min_points, c.sparse_outlier_threshold,
+                                self._fit_rng())
 
 
 def _reciprocal_(x: Any) -> Any:
