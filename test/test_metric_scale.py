@@ -346,8 +346,11 @@ def test_convert_torch_cpu_matches_numpy(shared_data):
 
 
 def test_identical_frames_give_identical_scale_no_flicker(shared_data):
-    """A dense, imperfect relative map: the robust fit samples points at random, but the same
-    frame must always give the same fit, so a static scene does not flicker."""
+    """Fit the same frame twice and get the same scale: a static scene must not flicker.
+
+    The robust fit samples points at random; the map is dense and not an exact affine function
+    of the truth, as real model outputs are.
+    """
     gt, _ = read_gt(shared_data, 'tum')
     rng = np.random.default_rng(3)
     # a relative depth map that is not an exact affine function of the truth (as real models)
