@@ -16,6 +16,19 @@ import sys
 from depth_node import __version__
 from depth_node.errors import DepthNodeError
 
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Show an option's default in its help only when it says something (not None/flags)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ''
+        default = action.default
+        if ('%(default)' in help_text or default in (None, True, False, argparse.SUPPRESS)
+                or action.nargs == 0 or not action.option_strings):
+            return help_text
+        return help_text + ' (default: %(default)s)'
+
+
 # subcommand -> (module, one-line help); each module provides add_parser(subparsers)
 SUBCOMMANDS = {
     'bag': ('depth_node.bag', 'add depth images and point clouds to a recorded bag'),

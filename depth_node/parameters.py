@@ -255,6 +255,29 @@ def card_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+class ThreeFloats(argparse.Action):
+    """Parse a 3-value option: ``--image-mean 0.485 0.456 0.406`` or ``0.485,0.456,0.406``.
+
+    Both spellings are accepted wherever a per-channel option appears (the bag tool, the
+    benchmarks), and the value is stored as a list of 3 floats.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        """Parse the tokens into 3 floats, or stop with a usage error saying what is wrong."""
+        tokens = [t for v in (values if isinstance(values, list) else [values])
+                  for t in str(v).replace(',', ' ').split()]
+        try:
+            numbers = [float(t) for t in tokens]
+        except ValueError:
+            numbers = []
+        if len(numbers) != 3 or len(tokens) != 3:
+            parser.error(f'{option_string} needs 3 numbers, one per channel (e.g. '
+                         f'{option_string} 0.485 0.456 0.406 or 0.485,0.456,0.406), got '
+                         f'{" ".join(str(v) for v in values)!r}')
+        setattr(namespace, self.dest, numbers)
+
+
 def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str] | None = None,
                   include_node_only: bool = False) -> None:
     """Add ``--flag`` options for the parameters (default None = keep the parameter default)."""
@@ -268,7 +291,7 @@ def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str] | None 
         if isinstance(spec.default, bool):
             kwargs['action'] = argparse.BooleanOptionalAction
         elif isinstance(spec.default, list):
-            kwargs.update(type=float, nargs=3, metavar=('C1', 'C2', 'C3'))
+            kwargs.update(action=ThreeFloats, nargs='+', metavar='C1 C2 C3')
         else:
             kwargs['type'] = type(spec.default)
             if spec.choices:

@@ -121,3 +121,25 @@ def test_readme_parameter_table_is_generated_from_the_table():
     shown = readme.split(begin, 1)[1].split(end, 1)[0]
     assert shown == parameters.markdown_table(), \
         'README parameter table is stale: regenerate it with python -m depth_node.parameters'
+
+
+@pytest.mark.parametrize('argv', [['--image-mean', '0.1', '0.2', '0.3'],
+                                  ['--image-mean', '0.1,0.2,0.3'],
+                                  ['--image-mean', '0.1,', '0.2,0.3']])
+def test_three_value_flags_take_spaces_or_commas_in_every_tool(argv):
+    card = pytest.importorskip('depth_node.models.card')
+    for add in (add_arguments, card.add_card_arguments):
+        parser = argparse.ArgumentParser()
+        add(parser)
+        assert parser.parse_args(argv).image_mean == [0.1, 0.2, 0.3]
+
+
+@pytest.mark.parametrize('argv', [['--image-mean', '0.1', '0.2'],
+                                  ['--image-mean', '0.1,0.2,0.3,0.4'],
+                                  ['--image-mean', 'a,b,c']])
+def test_three_value_flags_reject_other_counts(argv, capsys):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(argv)
+    assert 'needs 3 numbers' in capsys.readouterr().err

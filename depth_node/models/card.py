@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from depth_node.errors import CardError
+from depth_node.parameters import ThreeFloats
 import yaml
 
 LAYOUTS = ('nchw', 'nhwc')
@@ -452,7 +453,7 @@ def add_card_arguments(parser: argparse.ArgumentParser) -> None:
         elif name in ('network_image_width', 'network_image_height'):
             kwargs['type'] = int
         elif name in ('image_mean', 'image_stddev'):
-            kwargs['metavar'] = 'A,B,C'
+            kwargs.update(action=ThreeFloats, nargs='+', metavar='C1 C2 C3')
         group.add_argument(flag, **kwargs)
 
 

@@ -38,6 +38,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from depth_node.cli import HelpFormatter
 from depth_node.errors import EngineError, ModelError, require
 
 PRECISIONS = ('fp16', 'fp32')
@@ -850,7 +851,7 @@ def add_parser(subparsers) -> None:
                     'export). The engine is cached: a key file <engine>.json records the ONNX '
                     'sha256, TensorRT version, GPU, precision and input shape, and a matching '
                     'engine is reused instead of rebuilt.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument('onnx', metavar='FILE.onnx', help='the ONNX model (static shape)')
     parser.add_argument('--output', '-o', metavar='FILE.engine', default=None,
                         help='engine to write (default: beside the ONNX file, '

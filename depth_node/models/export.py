@@ -22,6 +22,7 @@ import time
 from typing import Any
 import warnings
 
+from depth_node.cli import HelpFormatter
 from depth_node.errors import ModelError, require
 from depth_node.models import zoo
 import numpy as np
@@ -302,7 +303,7 @@ def add_parser(subparsers) -> None:
         description='Export a depth network (zoo short name, Hugging Face hub id or local '
                     'transformers checkpoint) to a static-shape ONNX file plus its model card, '
                     'verified against PyTorch. Short names: ' + names + '.',
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument('model', nargs='?', metavar='MODEL',
                         help='zoo short name, hub id (owner/name) or checkpoint directory')
     parser.add_argument('--output', '-o', metavar='FILE.onnx',
