@@ -6,13 +6,16 @@ Metrics (Eigen et al. 2014 definitions) over the valid ground-truth pixels::
     rmse     = sqrt(mean((p - g)^2))      rmse_log = sqrt(mean((ln p - ln g)^2))
     delta_i  = mean(max(p / g, g / p) < 1.25^i),  i = 1, 2, 3
 
-Protocol, in this order: the prediction is resized bilinearly to the ground truth's size;
-valid pixels are those with finite ground truth in (min_depth, max_depth) inside the crop
-(Garg or Eigen, the KITTI fractions) and a finite prediction; the prediction is aligned
-(``none``, ``median`` scale, least-squares ``scale-shift`` in depth space, or
-``scale-shift-disparity``: least squares in inverse depth, the MiDaS protocol, where the
-prediction *is* an inverse-depth map); then it is clamped to [min_depth, max_depth] as in the
-KITTI evaluation code.
+Protocol, in this order: the prediction is resized bilinearly to the ground truth's size
+(only when both have the same aspect ratio, up to 1 % or whole-pixel rounding, unless
+``allow_aspect_change``: another aspect ratio means another view); valid pixels are those
+with finite ground truth in (min_depth, max_depth) inside the crop (Garg or Eigen, the KITTI
+fractions) and a finite prediction; the prediction is aligned (``none``, ``median`` scale,
+least-squares ``scale-shift`` in depth space, or ``scale-shift-disparity``: least squares in
+inverse depth, the MiDaS protocol, where the prediction *is* an inverse-depth map); then it is
+clamped to [min_depth, max_depth] as in the KITTI evaluation code. A negative fitted scale is
+reported as a warning: the prediction is anti-correlated with the ground truth in the space of
+the fit (usually depth aligned as inverse depth, or the reverse).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ CROPS = ('none', 'garg', 'eigen')
 FORMATS = ('auto', 'sun', 'nyu-raw')
 METRIC_KEYS = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3',
                'n_valid')
+ASPECT_TOLERANCE = 0.01     # relative aspect-ratio difference accepted beyond pixel rounding
+BAG_SUFFIXES = ('.bag', '.mcap', '.db3')
 
 # (top, bottom, left, right) fractions of the image height / width
 _CROP_FRACTIONS = {
@@ -67,6 +72,58 @@ def resize_to(pred: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(pred, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+def check_aspect(pred_shape: tuple[int, int], gt_shape: tuple[int, int],
+                 allow_aspect_change: bool = False) -> None:
+    """Refuse to resize a prediction whose aspect ratio is not the ground truth's.
+
+    Same aspect ratio means: within :data:`ASPECT_TOLERANCE` (relative), or some scale factor
+    maps the ground-truth size to the prediction's size within one pixel per axis (a model
+    predicting at 1/16 resolution rounds to whole pixels).
+
+    :raises EvaluationError: another aspect ratio and not ``allow_aspect_change``.
+    """
+    (h, w), (gh, gw) = pred_shape, gt_shape
+    if allow_aspect_change or (h, w) == (gh, gw):
+        return
+    ratio = (w / h) / (gw / gh)
+    if abs(ratio - 1.0) <= ASPECT_TOLERANCE:
+        return
+    # scale factors each axis allows with one pixel of rounding: do the ranges overlap?
+    if max((h - 1) / gh, (w - 1) / gw) <= min((h + 1) / gh, (w + 1) / gw):
+        return
+    raise EvaluationError(
+        f'The prediction is {w}x{h} (aspect {w / h:.3f}) and the ground truth {gw}x{gh} '
+        f'(aspect {gw / gh:.3f}), {abs(ratio - 1.0):.1%} apart: the two images do not show '
+        'the same view (a crop, padding, or another camera), so resizing one onto the other '
+        'would compare different pixels.',
+        'Undo the crop/padding of the prediction, or, if it is the same view stretched to a '
+        'fixed network input size, pass --allow-aspect-change (allow_aspect_change=True).')
+
+
+def negative_scale_warning(align: str, scale: float, frames: tuple[int, int] | None = None
+                           ) -> str:
+    """Explain a negative fitted scale, suggesting the other alignment.
+
+    :param align: the alignment that produced it.
+    :param scale: the (most negative) fitted scale.
+    :param frames: (frames with a negative scale, frames evaluated) for bags.
+    """
+    where = f' in {frames[0]} of {frames[1]} frames' if frames else ''
+    if align == 'scale-shift-disparity':
+        space, kind, other = 'inverse depth', 'a depth-like (larger = farther)', 'scale-shift'
+    elif align == 'scale-shift':
+        space, kind, other = ('depth', 'an inverse-depth-like (disparity, larger = nearer)',
+                              'scale-shift-disparity')
+    else:
+        return (f'The {align} scale is negative ({scale:.6g}){where}: the prediction and the '
+                'ground truth have opposite signs. Check the sign and the units of the '
+                'prediction.')
+    return (f'The fitted scale is negative ({scale:.6g}){where}: the prediction is '
+            f'anti-correlated with the ground truth in {space}, usually {kind} prediction '
+            f'aligned with {align}; if so, use --align {other}. Otherwise the two maps do not '
+            'correspond (another view, unregistered depth, wrong pairing).')
+
+
 def fit_scale_shift(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Least-squares (s, t) minimising ``sum((s * x + t - y)^2)``."""
     x = x.astype(np.float64)
@@ -85,7 +142,13 @@ def align_prediction(pred: np.ndarray, gt: np.ndarray, align: str,
     if align == 'none':
         return pred.astype(np.float64), {}
     if align == 'median':
-        s = float(np.median(gt) / np.median(pred))
+        median = float(np.median(pred))
+        if median == 0.0:
+            raise EvaluationError(
+                'The median of the prediction over the valid pixels is 0, so no median '
+                'scale exists.',
+                'Check that the prediction holds depth values, or use --align scale-shift.')
+        s = float(np.median(gt)) / median
         return pred * s, {'scale': s}
     if align == 'scale-shift':
         s, t = fit_scale_shift(pred, gt)
@@ -101,10 +164,12 @@ def align_prediction(pred: np.ndarray, gt: np.ndarray, align: str,
 
 def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
                     max_depth: float = 80.0, align: str = 'none', crop: str | None = None,
-                    clamp: bool = True, return_aligned: bool = False) -> dict[str, Any]:
+                    clamp: bool = True, return_aligned: bool = False,
+                    allow_aspect_change: bool = False) -> dict[str, Any]:
     """Return the standard depth metrics of ``pred`` against ``gt`` (both metres; NaN/0 invalid).
 
-    :param pred: (h, w) prediction; resized bilinearly to the ground truth's size.
+    :param pred: (h, w) prediction; resized bilinearly to the ground truth's size, which must
+        have the same aspect ratio unless ``allow_aspect_change``.
     :param gt: (H, W) ground truth in metres.
     :param min_depth: ground truth <= min_depth is ignored; aligned predictions are clamped.
     :param max_depth: ground truth >= max_depth is ignored; aligned predictions are clamped.
@@ -112,9 +177,12 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
     :param crop: ``None``/'none', 'garg' or 'eigen'.
     :param clamp: clamp the aligned prediction to [min_depth, max_depth] (KITTI protocol).
     :param return_aligned: also return the aligned (H, W) prediction under key 'aligned'.
-    :returns: dict with :data:`METRIC_KEYS` (floats, ``n_valid`` int) plus the alignment
-        parameters ('scale', 'shift') when fitted.
-    :raises EvaluationError: no valid pixel.
+    :param allow_aspect_change: resize a prediction of another aspect ratio too (the same
+        view stretched to a network's input size).
+    :returns: dict with :data:`METRIC_KEYS` (floats, ``n_valid`` int), the alignment
+        parameters ('scale', 'shift') when fitted, and 'warnings' (list of str, e.g. a
+        negative fitted scale).
+    :raises EvaluationError: no valid pixel, or another aspect ratio.
     """
     gt = np.asarray(gt, dtype=np.float32)
     if gt.ndim != 2:
@@ -128,6 +196,7 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
                                 'Pass a single-channel depth map.')
     h, w = gt.shape
     if pred.shape != (h, w):
+        check_aspect(pred.shape, (h, w), allow_aspect_change)
         pred_ok = np.isfinite(pred)
         filled = np.where(pred_ok, pred, 0).astype(np.float32)
         resized = resize_to(filled, h, w)
@@ -172,6 +241,9 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
         'n_valid': n_valid,
     }
     out.update(params)
+    scale = params.get('scale')
+    out['warnings'] = ([negative_scale_warning(align, scale)]
+                       if scale is not None and scale < 0 else [])
     if return_aligned:
         aligned = np.full((h, w), np.nan, dtype=np.float32)
         if p.shape[0] == int(valid.sum()):
@@ -230,25 +302,70 @@ def decode_stored(stored: np.ndarray, scale: float | None, fmt: str = 'auto',
     return out
 
 
+def _check_depth_dtype(stored: np.ndarray, name: str, what: str) -> None:
+    """Refuse arrays that cannot hold depth: non-numbers and 8-bit images."""
+    if stored.dtype.kind not in 'uif':
+        raise EvaluationError(
+            f'The {what} {name} holds {stored.dtype} values, not depth.',
+            'Pass float metres (.npy, float TIFF/EXR) or a 16-bit depth PNG with a scale.')
+    if stored.dtype.itemsize == 1:
+        raise EvaluationError(
+            f'The {what} {name} is an 8-bit image ({stored.dtype}, shape {stored.shape}): '
+            'depth needs 16-bit integers or floats; an 8-bit file is usually a colour image '
+            'or a colour-mapped visualisation, which holds no metric depth.',
+            'Pass the 16-bit depth PNG (with --gt-scale/--pred-scale) or float metres '
+            '(.npy, TIFF, EXR).')
+
+
 def load_depth_file(path: str | Path, scale: float | None, fmt: str = 'auto',
-                    invalid_value: float | None = None) -> np.ndarray:
-    """Read a depth map from ``.npy`` (float, metres unless scaled) or an image file."""
+                    invalid_value: float | None = None, what: str = 'depth file'
+                    ) -> np.ndarray:
+    """Read a depth map from ``.npy`` (float, metres unless scaled) or an image file.
+
+    :param what: which input it is ('prediction file', 'ground-truth file'), for messages.
+    :raises EvaluationError: missing, unreadable, 8-bit, non-numeric or not (H, W).
+    """
     path = Path(path)
+    name = repr(str(path))
+    if path.is_dir():
+        raise EvaluationError(
+            f'The {what} {name} is a folder, not a depth file.',
+            'If it is a rosbag2 bag, name the depth topics: --pred-topic T --gt-topic T.')
     if not path.is_file():
-        raise EvaluationError(f'Depth file {str(path)!r} does not exist.',
-                              'Check the path.')
+        raise EvaluationError(f'The {what} {name} does not exist.',
+                              'Check the path (PRED is the first argument, GT the second).')
     if path.suffix.lower() == '.npy':
-        stored = np.load(path, allow_pickle=False)
+        try:
+            stored = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise EvaluationError(
+                f'The {what} {name} cannot be read as a numeric .npy array: {exc}',
+                'Save one (H, W) float array with numpy.save (no pickled objects).') from exc
+        if not isinstance(stored, np.ndarray):   # an .npz archive under an .npy name
+            raise EvaluationError(f'The {what} {name} is an .npz archive, not one array.',
+                                  'Save one (H, W) float array with numpy.save.')
+        _check_depth_dtype(stored, name, what)
+        shape = stored.shape
         stored = np.squeeze(stored)
+        if stored.ndim != 2:
+            raise EvaluationError(
+                f'The {what} {name} has shape {shape}, not a depth map (H, W) (size-1 axes '
+                'are dropped).',
+                'Save one (H, W) map, e.g. depth[0] of a batch or of a channel-first array.')
     else:
+        if path.suffix.lower() in BAG_SUFFIXES:
+            raise EvaluationError(
+                f'The {what} {name} looks like a bag, not a depth image.',
+                'Name the depth topics: --pred-topic T --gt-topic T.')
         stored = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
         if stored is None:
-            raise EvaluationError(f'OpenCV cannot read {str(path)!r} as an image.',
+            raise EvaluationError(f'OpenCV cannot read the {what} {name} as an image.',
                                   'Use a 16-bit PNG, a float TIFF/EXR or a .npy file.')
-    if stored.ndim not in (2, 3):
-        raise EvaluationError(f'{path.name} has shape {stored.shape}, not a depth map.',
-                              'Pass an (H, W) depth map.')
-    return decode_stored(stored, scale, fmt, invalid_value, what=path.name)
+        _check_depth_dtype(stored, name, what)
+        if stored.ndim not in (2, 3):
+            raise EvaluationError(f'The {what} {name} has shape {stored.shape}, not a depth '
+                                  'map.', 'Pass an (H, W) depth map.')
+    return decode_stored(stored, scale, fmt, invalid_value, what=f'The {what} {name}')
 
 
 def _decode_depth_msg(msg: Any, scale: float | None) -> np.ndarray:
@@ -270,22 +387,76 @@ def _decode_depth_msg(msg: Any, scale: float | None) -> np.ndarray:
                          default if scale is None else scale)
 
 
-def read_bag_depth(bag: str | Path, topic: str, scale: float | None) -> dict[int, np.ndarray]:
-    """All depth images of ``topic`` in ``bag``, keyed by header stamp (ns), in metres."""
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
+
+
+def _bag_error(bag: Path, what: str, exc: Exception) -> EvaluationError:
+    return EvaluationError(
+        f'The {what} bag {str(bag)!r} cannot be read as a bag '
+        f'({type(exc).__name__}: {exc}).',
+        'Pass a rosbag2 folder (metadata.yaml with .mcap/.db3 files) or a ROS 1 .bag file; '
+        'a recording cut short can often be repaired (`mcap recover` for MCAP, '
+        '`ros2 bag reindex` for a missing metadata.yaml).')
+
+
+def read_bag_depth(bag: str | Path, topic: str, scale: float | None,
+                   what: str = 'depth') -> dict[int, np.ndarray]:
+    """All depth images of ``topic`` in ``bag``, keyed by header stamp (ns), in metres.
+
+    A message that cannot be decoded is skipped with a message on stderr.
+
+    :param what: which input it is ('prediction', 'ground-truth'), for the messages.
+    :raises EvaluationError: missing or unreadable bag, unknown topic, a topic that is not
+        a sensor_msgs/Image, or no decodable message.
+    """
     from depth_node.errors import require
     highlevel = require('rosbags.highlevel', 'reading bags in depth-node evaluate')
     typesys = require('rosbags.typesys', 'reading bags in depth-node evaluate')
+    bag = Path(bag)
+    if not bag.exists():
+        raise EvaluationError(f'The {what} bag {str(bag)!r} does not exist.',
+                              'Check the path: a rosbag2 folder or a ROS 1 .bag file.')
     out: dict[int, np.ndarray] = {}
     skipped = 0
     store = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
-    with highlevel.AnyReader([Path(bag)], default_typestore=store) as reader:
+    try:
+        reader = highlevel.AnyReader([bag], default_typestore=store)
+        reader.open()
+    except DepthNodeError:
+        raise
+    except Exception as exc:   # rosbags raises many types for a corrupt file
+        raise _bag_error(bag, what, exc) from exc
+    try:
         conns = [c for c in reader.connections if c.topic == topic]
         if not conns:
-            topics = sorted({c.topic for c in reader.connections})
-            raise EvaluationError(f'Topic {topic!r} is not in {str(bag)!r}.',
-                                  f"Topics in the bag: {', '.join(topics)}.")
-        for conn, timestamp, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
+            images = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES})
+            others = sorted({c.topic for c in reader.connections} - set(images))
+            raise EvaluationError(
+                f'Topic {topic!r} is not in the {what} bag {str(bag)!r}.',
+                f"Image topics in the bag: {', '.join(images) or 'none'}"
+                + (f"; other topics: {', '.join(others)}." if others else '.'))
+        wrong = sorted({c.msgtype for c in conns} - set(IMAGE_TYPES))
+        if wrong:
+            raise EvaluationError(
+                f'Topic {topic!r} in {str(bag)!r} carries {", ".join(wrong)}, not '
+                'sensor_msgs/msg/Image depth images.',
+                'Name a 16UC1/32FC1 depth image topic.')
+        messages = reader.messages(connections=conns)
+        while True:
+            try:
+                conn, timestamp, raw = next(messages)
+            except StopIteration:
+                break
+            except Exception as exc:   # a corrupt chunk, index or compression
+                raise _bag_error(bag, what, exc) from exc
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except Exception as exc:   # malformed CDR: skip that message
+                skipped += 1
+                print(f'depth-node evaluate: skipping a {topic} message at {timestamp} ns '
+                      f'that does not deserialise ({type(exc).__name__}: {exc}).',
+                      file=sys.stderr)
+                continue
             stamp = getattr(getattr(msg, 'header', None), 'stamp', None)
             key = (int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
                    if stamp is not None else int(timestamp))
@@ -295,9 +466,14 @@ def read_bag_depth(bag: str | Path, topic: str, scale: float | None) -> dict[int
                 skipped += 1
                 print(f'depth-node evaluate: skipping a {topic} message at {key} ns: {exc}',
                       file=sys.stderr)
+    finally:
+        reader.close()
     if skipped and not out:
         raise EvaluationError(f'None of the {skipped} messages on {topic!r} could be decoded.',
                               'Check that the topic carries 16UC1/32FC1 depth images.')
+    if not out:
+        raise EvaluationError(f'Topic {topic!r} in {str(bag)!r} has no messages.',
+                              'Name a topic that was recorded.')
     return out
 
 
@@ -314,6 +490,17 @@ def pair_by_stamp(pred: dict[int, Any], gt: dict[int, Any],
         if abs(int(pk[best]) - g) <= max_dt_ns:
             pairs.append((int(pk[best]), g))
     return pairs
+
+
+def nearest_gap_ns(pred: dict[int, Any], gt: dict[int, Any]) -> int | None:
+    """Smallest stamp difference between any prediction and any ground truth (ns)."""
+    if not pred or not gt:
+        return None
+    pk = np.array(sorted(pred), dtype=np.int64)
+    gk = np.array(sorted(gt), dtype=np.int64)
+    i = np.clip(np.searchsorted(pk, gk), 1, max(len(pk) - 1, 1))
+    gaps = np.minimum(np.abs(pk[i - 1] - gk), np.abs(pk[np.minimum(i, len(pk) - 1)] - gk))
+    return int(gaps.min())
 
 
 def mean_metrics(per_frame: list[dict[str, Any]]) -> dict[str, Any]:
@@ -403,6 +590,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument('--min-depth', type=float, default=1e-3, help='metres (default 0.001)')
     p.add_argument('--max-depth', type=float, default=80.0, help='metres (default 80)')
     p.add_argument('--crop', choices=CROPS, default='none', help='KITTI Garg or Eigen crop')
+    p.add_argument('--allow-aspect-change', action='store_true',
+                   help='resize a prediction of another aspect ratio to the ground truth '
+                        '(only for the same view stretched to a network input size; '
+                        'refused by default: another aspect ratio means another view)')
     p.add_argument('--no-clamp', action='store_true',
                    help='do not clamp the aligned prediction to [min-depth, max-depth]')
     p.add_argument('--pred-topic', default=None, help='bag: prediction depth image topic')
@@ -428,29 +619,39 @@ def _print_table(metrics: dict[str, Any], out: Any = None) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``depth-node evaluate``; returns the exit status."""
     kwargs = {'min_depth': args.min_depth, 'max_depth': args.max_depth, 'align': args.align,
-              'crop': args.crop, 'clamp': not args.no_clamp}
+              'crop': args.crop, 'clamp': not args.no_clamp,
+              'allow_aspect_change': args.allow_aspect_change}
     if args.pred_topic or args.gt_topic:
         if not (args.pred_topic and args.gt_topic):
             raise EvaluationError('A bag needs both --pred-topic and --gt-topic.',
                                   'Name the prediction and the ground-truth depth topics.')
-        preds = read_bag_depth(args.pred, args.pred_topic, args.pred_scale)
-        gts = read_bag_depth(args.gt or args.pred, args.gt_topic, args.gt_scale)
+        preds = read_bag_depth(args.pred, args.pred_topic, args.pred_scale, 'prediction')
+        gts = read_bag_depth(args.gt or args.pred, args.gt_topic, args.gt_scale,
+                             'ground-truth')
         pairs = pair_by_stamp(preds, gts, int(args.max_dt * 1e9))
         if not pairs:
+            gap = nearest_gap_ns(preds, gts) / 1e9
             raise EvaluationError(
                 f'No prediction on {args.pred_topic} within {args.max_dt} s of a ground truth '
-                f'on {args.gt_topic} ({len(preds)} and {len(gts)} messages).',
-                'Check the topics, or raise --max-dt.')
+                f'on {args.gt_topic} ({len(preds)} and {len(gts)} messages; the closest '
+                f'pair is {gap:.6g} s apart).',
+                f'Check the topics, or raise --max-dt (to at least {gap:.6g} if those '
+                'messages belong together).')
         per_frame = [compute_metrics(preds[p], gts[g], **kwargs) for p, g in pairs]
         metrics = mean_metrics(per_frame)
+        negative = [m['scale'] for m in per_frame if m.get('scale', 0.0) < 0]
+        metrics['warnings'] = ([negative_scale_warning(args.align, min(negative),
+                                                       (len(negative), len(per_frame)))]
+                               if negative else [])
         last_pred, last_gt = preds[pairs[-1][0]], gts[pairs[-1][1]]
     else:
         if args.gt is None:
             raise EvaluationError('No ground truth given.',
                                   'Pass PRED GT files, or a bag with --pred-topic/--gt-topic.')
         last_pred = load_depth_file(args.pred, args.pred_scale, args.pred_format,
-                                    args.invalid_value)
-        last_gt = load_depth_file(args.gt, args.gt_scale, args.gt_format, args.invalid_value)
+                                    args.invalid_value, what='prediction file')
+        last_gt = load_depth_file(args.gt, args.gt_scale, args.gt_format, args.invalid_value,
+                                  what='ground-truth file')
         metrics = compute_metrics(last_pred, last_gt, **kwargs)
         metrics['n_frames'] = 1
     if args.plot:
@@ -462,6 +663,8 @@ def run(args: argparse.Namespace) -> int:
                 raise EvaluationError(f'Cannot read the image {args.image!r}.',
                                       'Pass a PNG/JPEG colour image or leave out --image.')
         write_plot(args.plot, aligned, last_gt, image)
+    for warning in metrics['warnings']:
+        print(f'depth-node evaluate: warning: {warning}', file=sys.stderr)
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != 'aligned'}))
     else:

@@ -118,7 +118,7 @@ def test_cli_json_and_plot(shared_data, tmp_path, capsys):
     gt_path = shared_data / 'rgbd/kitti_object/000000_velodyne_sparse_depth.png'
     gt = load_depth_file(gt_path, 1 / 256)
     pred = np.where(np.isfinite(gt), gt * 1.1, 20.0).astype(np.float32)
-    pred = cv2.resize(pred, (621, 185), interpolation=cv2.INTER_NEAREST)   # half size
+    pred = cv2.resize(pred, (612, 185), interpolation=cv2.INTER_NEAREST)   # half size
     np.save(tmp_path / 'pred.npy', pred)
     plot = tmp_path / 'plot.png'
     rc = main(['evaluate', str(tmp_path / 'pred.npy'), str(gt_path), '--gt-scale', '0.00390625',

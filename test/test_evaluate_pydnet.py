@@ -3,13 +3,14 @@
 Protocol of ``../shared/data/README.md`` section 4: input ``im0`` NHWC [1, 448, 640, 3] RGB / 255
 resized with cv2 INTER_AREA; output ``PSD/resize_images/ResizeBilinear``; prediction resized
 bilinearly to the ground truth; valid GT 0.1-10 m (0.1-80 m for KITTI); least-squares scale and
-shift in depth space.
+shift in depth space. The network sees the image stretched to 640x448, so its output is the
+same view at another aspect ratio: ``allow_aspect_change=True``.
 """
 
 from __future__ import annotations
 
 import cv2
-from depth_node.evaluate import compute_metrics, load_depth_file
+from depth_node.evaluate import compute_metrics, EvaluationError, load_depth_file
 import numpy as np
 import pytest
 
@@ -55,13 +56,38 @@ def test_pydnet_matches_readme_table(shared_data, pydnet, sample):
     pred = pydnet(rgbd / image)
     assert pred.shape == (448, 640) and np.all(np.isfinite(pred))
     gt = load_depth_file(rgbd / depth, scale, fmt)
-    m = compute_metrics(pred, gt, min_depth=0.1, max_depth=max_depth, align='scale-shift')
+    with pytest.raises(EvaluationError, match='same view'):      # 640x448 is not 4:3
+        compute_metrics(pred, gt, min_depth=0.1, max_depth=max_depth, align='scale-shift')
+    m = compute_metrics(pred, gt, min_depth=0.1, max_depth=max_depth, align='scale-shift',
+                        allow_aspect_change=True)
     assert m['n_valid'] == n_valid
+    assert m['scale'] > 0 and m['warnings'] == []
     assert m['abs_rel'] == pytest.approx(abs_rel, abs=0.01)
     assert m['delta1'] == pytest.approx(delta1, abs=0.01)
     # the unaligned relative output is far from metres: alignment is what makes it comparable
-    raw = compute_metrics(pred, gt, min_depth=0.1, max_depth=max_depth, align='none')
+    raw = compute_metrics(pred, gt, min_depth=0.1, max_depth=max_depth, align='none',
+                          allow_aspect_change=True)
     assert raw['abs_rel'] > m['abs_rel'] + 0.1
+
+
+def test_negative_scales_on_real_data_are_flagged(shared_data, pydnet):
+    """The audit's cases: 7-Scenes stairs seq-01 and KITTI with the wrong space both warn."""
+    rgbd = shared_data / 'rgbd'
+    stairs = rgbd / '7scenes_stairs'
+    gt = load_depth_file(stairs / 'seq-01_frame-000000.depth.png', 0.001, invalid_value=65535)
+    pred = pydnet(stairs / 'seq-01_frame-000000.color.jpg')
+    m = compute_metrics(pred, gt, 0.1, 10.0, align='scale-shift', allow_aspect_change=True)
+    assert m['scale'] < 0 and len(m['warnings']) == 1     # README: Spearman -0.016 here
+    assert 'anti-correlated' in m['warnings'][0]
+    # PyDNet++ is depth-like (README): aligning it as inverse depth flips the sign on KITTI
+    kitti = rgbd / 'kitti_object'
+    gt = load_depth_file(kitti / '000000_velodyne_sparse_depth.png', 1 / 256)
+    pred = pydnet(kitti / '000000_image_2.png')
+    m = compute_metrics(pred, gt, 0.1, 80.0, align='scale-shift-disparity',
+                        allow_aspect_change=True)
+    assert m['scale'] < 0 and '--align scale-shift.' in m['warnings'][0]
+    m = compute_metrics(pred, gt, 0.1, 80.0, align='scale-shift', allow_aspect_change=True)
+    assert m['scale'] > 0 and m['warnings'] == []
 
 
 def test_pydnet_through_the_metric_layer(shared_data, pydnet):
