@@ -11,8 +11,10 @@ backwards, no camera_info) are skipped with a rate-limited message and counted b
 every good frame is processed and written. See ``doc/bag.md``.
 
 Exit status: 0 every readable frame was processed; 3 some frames were skipped for bad input
-(the summary counts them by reason); 4 nothing could be processed; 2 usage or configuration
-error; 130 interrupted (Ctrl-C; the output bag is still closed and valid).
+(the summary counts them by reason) or the bag became unreadable part way (truncated or
+corrupt: the output holds what was done); 4 nothing could be processed; 2 usage or
+configuration error (checked before the model loads, an unreadable bag included); 130
+interrupted (Ctrl-C; the output bag is still closed and valid).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from dataclasses import dataclass, field
 import json
 import math
 from pathlib import Path
+import re
 import sys
 import time
 from typing import Any
 
 from depth_node import parameters
 from depth_node.bagio import (
+    BagReadError,
     BagWriter,
     CAMERA_INFO,
     camera_namespace,
@@ -38,13 +42,14 @@ from depth_node.bagio import (
     COMPRESSED,
     describe_topics,
     deserialize,
-    discover_cameras,
+    discover,
     IMAGE,
     IMAGE_TYPES,
     open_reader,
     peek_stamp_ns,
     sibling_camera_info,
     to_ros2,
+    twin_note,
     UndeserializableMessageError,
 )
 from depth_node.errors import DepthNodeError, InputError
@@ -63,13 +68,17 @@ VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.m4v', '.mpg', '.mpe
 EPILOG = """\
 exit status:
   0    every readable frame was processed and written
-  3    some frames were skipped for bad input (the summary counts them by reason)
-  4    nothing could be processed (no frame written)
-  2    usage or configuration error (bad option, model or card, unreadable input)
+  3    some frames were skipped for bad input (the summary counts them by reason), or
+       the bag became unreadable part way (truncated/corrupt): the output bag is valid and
+       holds the frames before that point (summary: read_error)
+  4    nothing could be processed (no frame written; the output bag is still valid)
+  2    usage or configuration error (bad option, model or card, a bag that cannot be
+       opened, two image topics for one output namespace)
   130  interrupted (Ctrl-C): the output bag holds what was done and is valid
 
 pairing: an image uses the camera_info with exactly its header stamp, else the latest
 camera_info stamped before it; --sparse-depth-topic messages pair by exact stamp.
+one camera per namespace: discovery uses the raw topic of raw + /compressed twins.
 outputs per camera go under the camera namespace (the image topic's parent):
   <ns>/depth/image, <ns>/depth/camera_info, <ns>/points, <ns>/depth/relative (relative
   model without scale), <ns>/depth/colorized (with --colorized); stamps and frame_id of the
@@ -135,6 +144,10 @@ def add_parser(subparsers: Any) -> None:
                        help='model card when it is not beside the model')
     params = parser.add_argument_group('node parameters (same names as the ROS parameters)')
     parameters.add_arguments(params)
+    for action in params._group_actions:
+        if action.dest == 'publish_colorized':   # the node's default (True) means nothing here
+            action.help = ('same as --colorized: also write <ns>/depth/colorized previews '
+                           '(default: not written by the bag tool)')
     parser.set_defaults(func=run)
 
 
@@ -158,6 +171,8 @@ class Options:
     json_summary: Path | None = None
     quiet: bool = False
     list_only: bool = False
+    camera_model: Any = None   # CameraModel of camera_info_file, loaded by check_inputs
+    camera_frame_id: str = ''  # the calibration file's own frame_id ('' if it has none)
 
     @property
     def want(self) -> tuple[str, ...]:
@@ -194,6 +209,19 @@ def options_from_args(args: argparse.Namespace) -> Options:
     if args.camera_info is not None and not args.camera_info.is_file():
         raise DepthNodeError(f'calibration file {str(args.camera_info)!r} not found.',
                              'Give an existing camera_calibration_parsers YAML file.')
+    if args.camera_info is not None and args.image_topic and len(args.image_topic) > 1:
+        raise DepthNodeError(f"--camera-info {str(args.camera_info)!r} is one camera's "
+                             'calibration, but it would apply to several image topics: '
+                             f"{', '.join(args.image_topic)}.",
+                             'Run one camera at a time (one --image-topic) with its own '
+                             'calibration file.')
+    if values.get('scale_source') == 'sparse_depth' and not args.sparse_depth_topic \
+            and not args.depth_topic and not args.list:
+        raise DepthNodeError('--scale-source sparse_depth needs metric depth to fit the scale '
+                             'to, but no --sparse-depth-topic was given.',
+                             'Add --sparse-depth-topic TOPIC (a metric depth image aligned to '
+                             'the camera image, e.g. /camera/aligned_depth_to_color/image_raw; '
+                             'see --list), or choose --scale-source fixed or ground_plane.')
     if args.camera_info_topic and args.image_topic and len(args.image_topic) > 1:
         raise DepthNodeError('--camera-info-topic needs a single --image-topic.',
                              'Run once per camera, or rely on sibling camera_info topics.')
@@ -266,6 +294,34 @@ def input_kind(path: Path) -> str:
                          f"images ({', '.join(IMAGE_SUFFIXES)}).")
 
 
+def check_inputs(options: Options, kind: str) -> None:
+    """Check what can be checked without the model, and load the calibration file.
+
+    Runs before the model loads (a TensorRT build can take minutes), so a bad calibration,
+    a missing one or an option that does not apply to the input fails at once.
+    Sets ``options.camera_model`` (labelled with the file name when the file names no
+    frame, so messages about it name the file) and ``options.camera_frame_id``.
+    """
+    if kind in ('images', 'video'):
+        if options.camera_info_file is None:
+            raise DepthNodeError(f'{kind} input needs a calibration.',
+                                 'Give --camera-info FILE.yaml (camera_calibration_parsers '
+                                 'YAML).')
+        for flag, value in (('--depth-topic', options.depth_topic),
+                            ('--sparse-depth-topic', options.sparse_depth_topic)):
+            if value:
+                raise DepthNodeError(f'{flag} only applies to bags, not to {kind} input.',
+                                     f'Drop {flag}; use --model and --camera-info.')
+    if options.camera_info_file is not None and options.camera_model is None:
+        from depth_node.camera import CameraModel
+        camera = CameraModel.from_file(options.camera_info_file)  # DepthNodeError if bad
+        options.camera_frame_id = camera.frame_id
+        if not camera.frame_id:
+            camera = CameraModel.from_file(options.camera_info_file,
+                                           frame_id=str(options.camera_info_file))
+        options.camera_model = camera
+
+
 # -- statistics and summary -------------------------------------------------------------------
 @dataclass
 class Summary:
@@ -278,6 +334,7 @@ class Summary:
     frames_processed: int = 0
     frames_written: int = 0
     frames_relative_only: int = 0
+    relative_only_reasons: dict[str, int] = field(default_factory=dict)
     frames_skipped_every: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     messages_written: dict[str, int] = field(default_factory=dict)
@@ -286,6 +343,7 @@ class Summary:
     wall_s: float = 0.0
     inference_fraction: float = 0.0
     interrupted: bool = False
+    read_error: str = ''
     exit_status: int = EXIT_OK
 
     @property
@@ -311,6 +369,10 @@ class Summary:
                         if self.frames_relative_only else ''))
         for kind, count in sorted(self.skipped.items()):
             lines.append(f'  skipped {kind}: {count}')
+        for reason, count in sorted(self.relative_only_reasons.items()):
+            lines.append(f'  relative only, {reason}: {count}')
+        if self.read_error:
+            lines.append(f'INPUT UNREADABLE from there on, stopped early: {self.read_error}')
         if self.stage_ms:
             stages = ', '.join(f"{k.removesuffix('_ms')} {v:.2f}" for k, v in
                                self.stage_ms.items())
@@ -358,7 +420,7 @@ def _exit_status(summary: Summary) -> int:
         return EXIT_INTERRUPTED
     if summary.frames_written == 0:
         return EXIT_NOTHING
-    if summary.skipped_total:
+    if summary.skipped_total or summary.read_error:
         return EXIT_SKIPPED
     return EXIT_OK
 
@@ -408,9 +470,38 @@ class _FrameSink:
         report = result.scale
         if not result.metric:
             self.summary.frames_relative_only += 1
+            reason = relative_only_reason(report)
+            reasons = self.summary.relative_only_reasons
+            reasons[reason] = reasons.get(reason, 0) + 1
         elif report is not None and report.accepted and report.source not in ('model', 'none') \
                 and math.isfinite(report.scale):
             self.stats.scales.append(float(report.scale))
+
+
+_NO_SCALE = re.compile(r'^no metric scale \((?P<source>[^)]*)\): (?P<why>.*?)'
+                       r'(; publishing the relative map only)?$', re.S)
+_NUMBER = re.compile(r'(?<![A-Za-z_])[-+]?\d+(\.\d+)?(e[-+]?\d+)?')
+
+
+def relative_only_reason(report: Any) -> str:
+    """Return a short key of why a frame got no metric scale (numbers as N, to count alike).
+
+    From the metric layer's ``ScaleReport.message``: ``'no scale source (scale_source
+    none)'``, ``'sparse_depth: no sparse depth image for this frame'``, ``'ground_plane: only
+    N of N floor points are inliers (need N)'``, ...
+    """
+    if report is None:
+        return 'no scale report'
+    source = str(getattr(report, 'source', '') or '')
+    message = str(getattr(report, 'message', '') or '').strip()
+    if source == 'none':
+        return 'no scale source (scale_source none)'
+    match = _NO_SCALE.match(message)
+    if match:
+        reason = f"{match.group('source')}: {match.group('why')}"
+    else:
+        reason = f'{source}: {message}' if source and message else (message or 'unknown')
+    return _NUMBER.sub('N', reason)
 
 
 # -- bags -------------------------------------------------------------------------------------
@@ -432,8 +523,14 @@ class _Camera:
         return self.infos[self.info_stamps[i - 1]] if i > 0 else None
 
 
-def _select_cameras(options: Options, topics: dict[str, str]) -> list[CameraTopics]:
-    """Return the cameras to process, from the options and the bag's topics."""
+def _select_cameras(options: Options, topics: dict[str, str],
+                    log: Callable[[str], None] | None = None) -> list[CameraTopics]:
+    """Return the cameras to process, from the options and the bag's topics.
+
+    Automatic discovery takes one camera per namespace (``log`` gets a note for each twin
+    left out); explicit ``--image-topic`` s that would write the same output namespace are a
+    usage error.
+    """
     def need(topic: str, types: tuple[str, ...], what: str) -> str:
         if topic not in topics:
             raise DepthNodeError(f'{what} {topic!r} is not in the bag.',
@@ -459,13 +556,25 @@ def _select_cameras(options: Options, topics: dict[str, str]) -> list[CameraTopi
         return [CameraTopics(topic, topics[topic], info_for(topic, topics[topic]),
                              camera_namespace(topic, topics[topic]))]
     if options.image_topics:
-        out = []
-        for topic in options.image_topics:
+        out: list[CameraTopics] = []
+        for topic in dict.fromkeys(options.image_topics):
             msgtype = need(topic, IMAGE_TYPES, 'image topic') and topics[topic]
-            out.append(CameraTopics(topic, msgtype, info_for(topic, msgtype),
-                                    camera_namespace(topic, msgtype)))
+            namespace = camera_namespace(topic, msgtype)
+            clash = next((c for c in out if c.namespace == namespace), None)
+            if clash is not None:
+                raise DepthNodeError(
+                    f'--image-topic {clash.image_topic} and --image-topic {topic} would both '
+                    f'write their depth to {namespace.rstrip("/")}/depth/... (the same output '
+                    'namespace: image_transport twins of one camera).',
+                    'Give only one of them (the raw Image topic is lossless), or run the tool '
+                    'once per topic into separate outputs.')
+            out.append(CameraTopics(topic, msgtype, info_for(topic, msgtype), namespace))
         return out
-    cameras, lonely = discover_cameras(topics)
+    found = discover(topics)
+    cameras, lonely = found.cameras, found.lonely
+    if log is not None:
+        for twin, chosen in sorted(found.twins.items()):
+            log(f'note: {twin_note(twin, chosen)}.')
     if options.camera_info_file is not None:
         if len(lonely) + len(cameras) == 1:
             only = (cameras[0].image_topic if cameras else lonely[0])
@@ -499,16 +608,19 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
     reporter = ErrorReporter(log)
     stats = _Stats()
     sink = _FrameSink(pipeline, options, reporter, stats, summary)
-    camera_model = None
-    if options.camera_info_file is not None:
-        from depth_node.camera import CameraModel
-        camera_model = CameraModel.from_file(options.camera_info_file)
+    check_inputs(options, 'ros1')
+    camera_model = options.camera_model
+    if options.depth_topic and options.points and \
+            options.values.get('point_cloud_fields') == 'xyzrgb':
+        log('warning: --point-cloud-fields xyzrgb with --depth-topic: the clouds are xyz, '
+            'because the bag tool pairs no registered colour image with a depth topic. Use '
+            '--model on the colour image for coloured clouds.')
 
     reader = open_reader(options.input)
     with reader:
         topics = {c.topic: c.msgtype for c in reader.connections}
         cameras = {t.image_topic: _Camera(t, camera_model)
-                   for t in _select_cameras(options, topics)}
+                   for t in _select_cameras(options, topics, log)}
         is2 = reader.is2
         conns_by_topic: dict[str, list[Any]] = defaultdict(list)
         for conn in reader.connections:
@@ -538,8 +650,8 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
         if sparse_topic:
             index_conns += conns_by_topic[sparse_topic]
         sparse_stamps: set[int] = set()
-        if index_conns:
-            for conn, _, raw in reader.messages(index_conns):
+        try:
+            for conn, _, raw in reader.messages(index_conns) if index_conns else ():
                 if conn.topic == sparse_topic:
                     stamp = peek_stamp_ns(raw, is2)
                     if stamp is not None:
@@ -555,6 +667,8 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 for cam in by_info[conn.topic]:
                     cam.infos[stamp] = msg
+        except BagReadError as exc:   # the second pass stops at the same place
+            log(f'warning: indexing camera_info: {exc}')
         for cam in cameras.values():
             cam.info_stamps = sorted(cam.infos)
 
@@ -604,6 +718,12 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 summary.frames_written += 1
                 cam.last_stamp = stamp
             sink.account(result, {'read_ms': read_ms, 'write_ms': write_ms})
+
+        def flush_pending() -> None:
+            """Process the images whose sparse depth never came (unreadable): without it."""
+            for stamp in sorted(pending):
+                for wcam, wmsg, wlog, wread in pending.pop(stamp):
+                    finish_frame(wcam, wmsg, wlog, wread, None)
 
         def copy(conn: Any, raw: bytes | memoryview, msg: Any, log_time: int) -> None:
             if is2:
@@ -692,10 +812,11 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 finish_frame(cam, msg, log_time, read_ms, sparse)
                 if progress is not None:
                     progress.update(1)
-            # images whose sparse depth never came (it was unreadable): without it
-            for stamp in sorted(pending):
-                for wcam, wmsg, wlog, wread in pending.pop(stamp):
-                    finish_frame(wcam, wmsg, wlog, wread, None)
+            flush_pending()
+        except BagReadError as exc:
+            summary.read_error = str(exc)
+            log(f'error: {exc}')
+            flush_pending()
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -759,18 +880,13 @@ def process_files(options: Options, pipeline: Any, kind: str, factory: Any | Non
     metric scale write ``<name>_relative.tiff`` (float32, unitless) instead and no cloud.
     """
     import cv2
-    from depth_node.camera import CameraModel
     from depth_node.clouds import pointcloud2_to_array, write_ply
     from depth_node.images import encode_depth, make_image
     from depth_node.messages import rosbags_factory
-    if options.camera_info_file is None:
-        raise DepthNodeError(f'{kind} input needs a calibration.',
-                             'Give --camera-info FILE.yaml (camera_calibration_parsers YAML).')
-    if options.depth_topic:
-        raise DepthNodeError('--depth-topic only applies to bags.', 'Use --model.')
+    check_inputs(options, kind)
     factory = factory or rosbags_factory('humble')
-    camera = CameraModel.from_file(options.camera_info_file)
-    frame_id = camera.frame_id or 'camera_optical_frame'
+    camera = options.camera_model
+    frame_id = options.camera_frame_id or 'camera_optical_frame'
     out_dir = options.output
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary(input=str(options.input), output=str(out_dir),
@@ -851,6 +967,7 @@ def run(args: argparse.Namespace) -> int:
                 counts[c.topic] += c.msgcount
             print(describe_topics(topics, counts))
         return EXIT_OK
+    check_inputs(options, kind)   # everything that can fail fast, before the model loads
     if kind in ('ros1', 'rosbag2'):
         if options.output.exists():
             raise DepthNodeError(f'the output {str(options.output)!r} exists already.',

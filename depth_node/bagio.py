@@ -1,6 +1,9 @@
 """Reading and writing helpers of the ``depth-node bag`` tool (rosbags based, no ROS).
 
-- :func:`discover_cameras`: image + camera_info pairs found by image_transport sibling naming.
+- :func:`discover`: image + camera_info pairs found by image_transport sibling naming, one
+  camera per namespace.
+- :class:`BagReader` (:func:`open_reader`): rosbags' AnyReader, every failure a
+  :class:`BagReadError`.
 - :func:`to_ros2`: ROS 1 ``sensor_msgs`` messages (as rosbags deserializes them from a ``.bag``)
   converted to the ROS 2 Humble message classes of a :class:`~depth_node.messages.MessageFactory`.
 - :func:`peek_stamp_ns`: a message's ``header.stamp`` read from its serialized bytes, without
@@ -13,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 import queue
@@ -84,36 +88,76 @@ def looks_like_depth(topic: str) -> bool:
     return any('depth' in part for part in topic.lower().split('/'))
 
 
-def discover_cameras(topics: dict[str, str]) -> tuple[list[CameraTopics], list[str]]:
+def _preference(topic: str, msgtype: str) -> tuple[int, str]:
+    """Sort key of the image topics of one namespace: raw (lossless) first, then by name."""
+    return (0 if msgtype == IMAGE else 1, topic)
+
+
+@dataclass
+class Discovery:
+    """What :func:`discover` found: cameras, image topics without camera_info, twins left out.
+
+    ``twins`` maps each image topic left out to the topic used for its camera: image_transport
+    publishes one camera under one namespace (``<ns>/image_raw`` and its ``/compressed``
+    twin share ``<ns>/camera_info``), and both would write the same ``<ns>/depth/...`` outputs.
+    """
+
+    cameras: list[CameraTopics]
+    lonely: list[str]
+    twins: dict[str, str]
+
+
+def discover(topics: dict[str, str]) -> Discovery:
     """Pair the image topics of a bag with camera_info topics by image_transport naming.
 
-    When an image exists both raw and as ``<image>/compressed``, the raw (lossless) topic is
-    chosen. Depth-looking topics (see :func:`looks_like_depth`) are left out.
+    One camera per namespace: when several image topics share a namespace (an image raw and
+    as ``<image>/compressed``, or ``image`` and ``compressed_image`` beside one camera_info),
+    the raw (lossless) topic is used, else the first by name; the others are reported as
+    twins. Depth-looking topics (see :func:`looks_like_depth`) are left out.
 
     :param topics: topic name -> message type.
-    :returns: (cameras with a sibling camera_info, image topics without one).
     """
-    cameras: list[CameraTopics] = []
-    lonely: list[str] = []
-    raw_bases = {t for t, ty in topics.items() if ty == IMAGE}
+    by_namespace: dict[str, list[str]] = {}
     for topic in sorted(topics):
         msgtype = topics[topic]
-        if msgtype not in IMAGE_TYPES or looks_like_depth(topic):
-            continue
-        if msgtype == COMPRESSED and base_image_topic(topic, msgtype) in raw_bases \
-                and base_image_topic(topic, msgtype) != topic:
-            continue  # the raw sibling is used
-        info = sibling_camera_info(topic, msgtype)
+        if msgtype in IMAGE_TYPES and not looks_like_depth(topic):
+            by_namespace.setdefault(camera_namespace(topic, msgtype), []).append(topic)
+    found = Discovery([], [], {})
+    for namespace, group in sorted(by_namespace.items()):
+        group.sort(key=lambda t: _preference(t, topics[t]))
+        chosen, msgtype = group[0], topics[group[0]]
+        for twin in group[1:]:
+            found.twins[twin] = chosen
+        info = sibling_camera_info(chosen, msgtype)
         if topics.get(info) == CAMERA_INFO:
-            cameras.append(CameraTopics(topic, msgtype, info, camera_namespace(topic, msgtype)))
+            found.cameras.append(CameraTopics(chosen, msgtype, info, namespace))
         else:
-            lonely.append(topic)
-    return cameras, lonely
+            found.lonely.append(chosen)
+    found.cameras.sort(key=lambda c: c.image_topic)
+    found.lonely.sort()
+    return found
+
+
+def discover_cameras(topics: dict[str, str]) -> tuple[list[CameraTopics], list[str]]:
+    """Return (cameras with a sibling camera_info, image topics without one).
+
+    See :func:`discover`.
+    """
+    found = discover(topics)
+    return found.cameras, found.lonely
+
+
+def twin_note(twin: str, chosen: str) -> str:
+    """Say that ``twin`` is left out because ``chosen`` is the same camera (same namespace)."""
+    return (f'{twin} is the same camera as {chosen} (same namespace '
+            f'{camera_namespace(chosen)}, same outputs): using {chosen}; choose the other with '
+            '--image-topic')
 
 
 def describe_topics(topics: dict[str, str], counts: dict[str, int]) -> str:
     """Return a listing of the image topics of a bag and what they pair with (for ``--list``)."""
-    cameras, lonely = discover_cameras(topics)
+    found = discover(topics)
+    cameras, lonely = found.cameras, found.lonely
     lines = ['cameras (image + camera_info, processed by default):']
     for cam in cameras:
         lines.append(f"  {cam.image_topic} [{cam.image_type.rsplit('/', 1)[-1]}, "
@@ -126,31 +170,109 @@ def describe_topics(topics: dict[str, str], counts: dict[str, int]) -> str:
     lines.extend(f'  {t} [{counts.get(t, 0)} msgs]' for t in lonely)
     if not lonely:
         lines.append('  (none)')
+    if found.twins:
+        lines.append('left out, same camera as a topic above (image_transport twins: one '
+                     'camera per namespace):')
+        lines.extend(f"  {t} [{topics[t].rsplit('/', 1)[-1]}, {counts.get(t, 0)} msgs]: "
+                     f'same camera as {chosen}, which is used' for t, chosen in
+                     sorted(found.twins.items()))
     other = [t for t, ty in sorted(topics.items()) if ty in IMAGE_TYPES
-             and t not in lonely and all(t != c.image_topic for c in cameras)]
+             and t not in lonely and t not in found.twins
+             and all(t != c.image_topic for c in cameras)]
     if other:
-        lines.append('other image topics (compressed twins of raw topics, depth images: '
-                     'usable with --image-topic, --depth-topic or --sparse-depth-topic):')
+        lines.append('other image topics (depth images: usable with --depth-topic or '
+                     '--sparse-depth-topic):')
         lines.extend(f"  {t} [{topics[t].rsplit('/', 1)[-1]}, {counts.get(t, 0)} msgs]"
                      for t in other)
     return '\n'.join(lines)
 
 
 # -- reading ----------------------------------------------------------------------------------
-def open_reader(path: Path) -> Any:
-    """Return an unopened ``rosbags.highlevel.AnyReader`` for a ROS 1 ``.bag`` or a rosbag2 folder.
+class BagReadError(DepthNodeError):
+    """The input bag cannot be opened or read on (not a bag, truncated, corrupt)."""
+
+    kind = 'unreadable_bag'
+
+
+_REPAIR_HINT = ('Check that it is a ROS 1 .bag file or a rosbag2 folder (metadata.yaml and its '
+                '.mcap or .db3 file) and that it is complete: a recording that was killed '
+                'can be truncated. An MCAP file cut short can be repaired with the mcap CLI '
+                '(`mcap recover IN.mcap -o OUT.mcap`), a ROS 1 bag with `rosbag reindex`.')
+
+
+class BagReader:
+    """A ``rosbags.highlevel.AnyReader`` whose every failure is a :class:`BagReadError`.
+
+    Use as a context manager (opens the bag). :meth:`messages` raises :class:`BagReadError`
+    when the bag cannot be read on (the messages yielded before it are good).
+    """
+
+    def __init__(self, path: Path) -> None:
+        highlevel = require('rosbags.highlevel', 'reading bags')
+        typesys = require('rosbags.typesys', 'reading bags')
+        self.path = Path(path)
+        try:
+            self._reader = highlevel.AnyReader(
+                [self.path], default_typestore=typesys.get_typestore(typesys.Stores.ROS2_HUMBLE))
+        except Exception as exc:  # AnyReaderError, FileNotFoundError, ...
+            raise BagReadError(f'cannot open the bag {str(self.path)!r}: {exc}',
+                               _REPAIR_HINT) from exc
+        self._open = False
+
+    def __enter__(self) -> BagReader:
+        try:
+            self._reader.open()
+        except Exception as exc:  # AnyReaderError 'File magic is invalid', OSError, ...
+            raise BagReadError(f'cannot read the bag {str(self.path)!r}: '
+                               f'{type(exc).__name__}: {exc}', _REPAIR_HINT) from exc
+        self._open = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._open:
+            self._open = False
+            self._reader.close()
+
+    @property
+    def connections(self) -> list[Any]:
+        """Return the bag's connections, one per recorded topic and type."""
+        return self._reader.connections
+
+    @property
+    def is2(self) -> bool:
+        """Whether the bag is a rosbag2 bag (CDR), not a ROS 1 bag."""
+        return bool(self._reader.is2)
+
+    def deserialize(self, raw: bytes | memoryview, msgtype: str) -> Any:
+        """Deserialize one message (see :func:`deserialize` for the error handling)."""
+        return self._reader.deserialize(raw, msgtype)
+
+    def messages(self, connections: Any = ()) -> Iterator[tuple[Any, int, Any]]:
+        """Yield (connection, log time ns, raw bytes); :class:`BagReadError` when it breaks."""
+        iterator = self._reader.messages(connections=connections)
+        count = 0
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:  # ReaderError, OverflowError, struct.error, zstd ...
+                raise BagReadError(
+                    f'reading the bag {str(self.path)!r} failed after {count} message(s): '
+                    f'{type(exc).__name__}: {exc}',
+                    'The rest of the bag cannot be read (truncated or corrupt recording); '
+                    'what was read before is kept. ' + _REPAIR_HINT.split('. ', 1)[1]) from exc
+            count += 1
+            yield item
+
+
+def open_reader(path: Path) -> BagReader:
+    """Return a :class:`BagReader` for a ROS 1 ``.bag`` or a rosbag2 folder (``with`` opens it).
 
     rosbag2 bags without embedded message definitions are read with the ROS 2 Humble types.
+    Every open or read failure is a :class:`BagReadError` naming the file.
     """
-    highlevel = require('rosbags.highlevel', 'reading bags')
-    typesys = require('rosbags.typesys', 'reading bags')
-    try:
-        return highlevel.AnyReader(
-            [Path(path)], default_typestore=typesys.get_typestore(typesys.Stores.ROS2_HUMBLE))
-    except Exception as exc:  # AnyReaderError, FileNotFoundError, ...
-        raise DepthNodeError(f'cannot open the bag {str(path)!r}: {exc}',
-                             'Give a ROS 1 .bag file or a rosbag2 folder (with metadata.yaml '
-                             'and its .mcap or .db3 file).') from exc
+    return BagReader(path)
 
 
 def peek_stamp_ns(raw: bytes | memoryview, is2: bool) -> int | None:

@@ -201,7 +201,8 @@ class DepthPipeline:
         if state is not None and state.key == key:
             return self._fresh(state)
         camera = CameraModel.from_camera_info(camera_info, rectified=rectified)
-        return self._new_state(stream, key, camera, width, height, replaced=state is not None)
+        return self._new_state(stream, key, camera, width, height, replaced=state is not None,
+                               source='camera_info')
 
     def state_for_camera(self, camera: CameraModel, width: int, height: int) -> CameraState:
         """Return the state for a camera model passed in (calibration file, no camera_info)."""
@@ -210,7 +211,8 @@ class DepthPipeline:
         state = self._states.get(stream)
         if state is not None and state.key == key:
             return self._fresh(state)
-        return self._new_state(stream, key, camera, width, height, replaced=state is not None)
+        return self._new_state(stream, key, camera, width, height, replaced=state is not None,
+                               source='calibration')
 
     def _fresh(self, state: CameraState) -> CameraState:
         """Return the state, with its converter rebuilt if the metric settings changed."""
@@ -231,17 +233,17 @@ class DepthPipeline:
         self._log(message)
 
     def _new_state(self, stream: str, key: tuple, camera: CameraModel, width: int,
-                   height: int, replaced: bool) -> CameraState:
+                   height: int, replaced: bool, source: str = 'camera_info') -> CameraState:
         matched, rescaled = camera.matched_to_image(width, height)   # may raise: no change
         if rescaled:
             self._note(('rescaled', key),
-                       f'camera_info of {stream!r} is {camera.image_width}x'
+                       f'{source} of {stream!r} is {camera.image_width}x'
                        f'{camera.image_height} but the images are {width}x{height} (same '
-                       'aspect ratio): scaling the intrinsics to the image size. Publish a '
-                       'camera_info that matches the image to silence this.')
+                       'aspect ratio): scaling the intrinsics to the image size. Give a '
+                       f'{source} that matches the image to silence this.')
         if replaced:
             self._note(('replaced', key),
-                       f'camera_info of {stream!r} changed (now {matched!r}): new camera '
+                       f'{source} of {stream!r} changed (now {matched!r}): new camera '
                        'state, the metric scale smoother restarts.')
         converter = None
         metric = self._config.metric
