@@ -252,19 +252,8 @@ def build_pipeline(options: Options, log: Callable[[str], None] = _stderr) -> An
     model = None
     if not options.depth_topic:
         from depth_node.models.runner import open_model
-        backend_options: dict[str, Any] = {
-            'precision': values['precision'],
-            'force_engine_update': values['force_engine_update'],
-            'allow_engine_build': values['allow_engine_build'],
-            'self_test': values['self_test'],
-            'log': log,
-        }
-        if values['engine_file_path']:
-            backend_options['engine_cache_dir'] = values['engine_file_path']
-        if values['card_file_path']:
-            backend_options['card_path'] = values['card_file_path']
         model = open_model(values['model_file_path'], overrides=parameters.card_overrides(values),
-                           backend=values['backend'], **backend_options)
+                           **parameters.model_options(values, log))
     return DepthPipeline(model, config, log=log)
 
 

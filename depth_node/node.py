@@ -152,33 +152,9 @@ def qos_profile(name: str, depth: int) -> Any:
     raise ValueError(f'unknown QoS {name!r}: use sensor_data, reliable or system_default')
 
 
-def model_options(values: Mapping[str, Any], log: Callable[[str], Any]) -> dict[str, Any]:
-    """Keyword arguments of ``open_model`` from the parameter values (same as the bag tool)."""
-    options: dict[str, Any] = {
-        'backend': values['backend'],
-        'precision': values['precision'],
-        'force_engine_update': values['force_engine_update'],
-        'allow_engine_build': values['allow_engine_build'],
-        'self_test': values['self_test'],
-        'log': log,
-    }
-    if values['engine_file_path']:
-        options['engine_cache_dir'] = values['engine_file_path']
-    if values['card_file_path']:
-        options['card_path'] = values['card_file_path']
-    return options
-
-
 def _default_open_model(model_path: str, overrides: dict[str, Any], **options: Any) -> Any:
     from depth_node.models.runner import open_model
     return open_model(model_path, overrides, **options)
-
-
-#: metric-layer parameter names (a change resets the per-camera scale state)
-_METRIC_NAMES = frozenset((
-    'scale_source', 'fixed_scale', 'fixed_shift', 'camera_height', 'ground_max_tilt_deg',
-    'ground_region', 'sparse_min_points', 'sparse_outlier_threshold', 'scale_smoothing',
-    'scale_max_jump', 'min_range', 'max_range', 'too_close', 'edge_threshold'))
 
 
 class DepthNode(LifecycleNode):
@@ -278,7 +254,7 @@ class DepthNode(LifecycleNode):
             self._sync.configure(new['sync_policy'], new['sync_tolerance'])
         if self._pipeline is not None:
             from depth_node.pipeline import PipelineConfig
-            reset = bool(_METRIC_NAMES & set(changed))
+            reset = bool(parameters.METRIC_PARAMETERS & set(changed))
             self._pending_config = (PipelineConfig.from_values(new), reset)
         if 'scale_source' in changed and self._state == 'active':
             self._update_sparse_subscription()
@@ -325,7 +301,7 @@ class DepthNode(LifecycleNode):
         try:
             from depth_node.pipeline import DepthPipeline, PipelineConfig
             model = self._open_model(path, parameters.card_overrides(values),
-                                     **model_options(values, log.info))
+                                     **parameters.model_options(values, log.info))
         except DepthNodeError as exc:
             return fail(f'configure failed: cannot load model {path!r}: {exc}')
         except Exception as exc:  # noqa: BLE001 - anything a backend raises must not crash

@@ -196,6 +196,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 
 BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
 
+#: the metric layer's parameters (a change restarts the per-camera scale state)
+METRIC_PARAMETERS = frozenset(spec.name for spec in PARAMETERS if spec.group == _METRIC)
+
 
 def defaults() -> dict[str, Any]:
     """All parameters with their defaults."""
@@ -276,6 +279,27 @@ class ThreeFloats(argparse.Action):
                          f'{option_string} 0.485 0.456 0.406 or 0.485,0.456,0.406), got '
                          f'{" ".join(str(v) for v in values)!r}')
         setattr(namespace, self.dest, numbers)
+
+
+def model_options(values: Mapping[str, Any], log: Any = print) -> dict[str, Any]:
+    """Return the keyword arguments of ``models.runner.open_model`` from parameter values.
+
+    The node and the bag tool both load their model through this, so a parameter means the
+    same in both. Card overrides are separate: :func:`card_overrides`.
+    """
+    options: dict[str, Any] = {
+        'backend': values['backend'],
+        'precision': values['precision'],
+        'force_engine_update': values['force_engine_update'],
+        'allow_engine_build': values['allow_engine_build'],
+        'self_test': values['self_test'],
+        'log': log,
+    }
+    if values['engine_file_path']:
+        options['engine_cache_dir'] = values['engine_file_path']
+    if values['card_file_path']:
+        options['card_path'] = values['card_file_path']
+    return options
 
 
 def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str] | None = None,

@@ -143,3 +143,17 @@ def test_three_value_flags_reject_other_counts(argv, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(argv)
     assert 'needs 3 numbers' in capsys.readouterr().err
+
+
+def test_model_options_map_parameters_to_open_model_arguments():
+    values = defaults()
+    logged = []
+    options = parameters.model_options(values, logged.append)
+    assert options == {'backend': 'auto', 'precision': 'fp16', 'force_engine_update': False,
+                       'allow_engine_build': True, 'self_test': True, 'log': logged.append}
+    values.update(engine_file_path='/engines', card_file_path='/cards/m.card.yaml',
+                  backend='onnxruntime')
+    options = parameters.model_options(values)
+    assert options['engine_cache_dir'] == '/engines'
+    assert options['card_path'] == '/cards/m.card.yaml'
+    assert options['backend'] == 'onnxruntime'
