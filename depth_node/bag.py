@@ -7,8 +7,9 @@ maps (millimetres, 0 = invalid) and PLY point clouds in the OUTPUT folder.
 Every frame goes through :class:`depth_node.pipeline.DepthPipeline`, the node's own per-frame
 code path. This module only reads, pairs, counts and writes. Bad frames (truncated or
 undecodable images, unknown encodings, unusable or mismatching camera_info, stamps going
-backwards, no camera_info) are skipped with a rate-limited message and counted by reason;
-every good frame is processed and written. See ``doc/bag.md``.
+backwards, no camera_info, no colour image for an xyzrgb depth frame) are skipped with a
+rate-limited message and counted by reason; every good frame is processed and written. See
+``doc/bag.md``.
 
 Exit status: 0 every readable frame was processed; 3 some frames were skipped for bad input
 (the summary counts them by reason) or the bag became unreadable part way (truncated or
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 from bisect import bisect_left
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 import json
@@ -36,6 +37,7 @@ from depth_node import parameters
 from depth_node.bagio import (
     BagReadError,
     BagWriter,
+    base_image_topic,
     CAMERA_INFO,
     camera_namespace,
     CameraTopics,
@@ -73,11 +75,16 @@ exit status:
        holds the frames before that point (summary: read_error)
   4    nothing could be processed (no frame written; the output bag is still valid)
   2    usage or configuration error (bad option, model or card, a bag that cannot be
-       opened, two image topics for one output namespace)
+       opened, two image topics for one output namespace, a bad --rgb-topic)
   130  interrupted (Ctrl-C): the output bag holds what was done and is valid
 
 pairing: an image uses the camera_info with exactly its header stamp, else the latest
 camera_info stamped before it; --sparse-depth-topic messages pair by exact stamp.
+--depth-topic with --point-cloud-fields xyzrgb: the colour image of the same stamp (exact)
+from --rgb-topic, else from the bag's only colour camera (raw topic of raw + /compressed
+twins; logged); a depth frame without one is skipped (no_rgb_for_depth), so the cloud
+topic keeps one layout. No --rgb-topic and several (or no) colour cameras: xyz clouds and
+a warning.
 one camera per namespace: discovery uses the raw topic of raw + /compressed twins.
 outputs per camera go under the camera namespace (the image topic's parent):
   <ns>/depth/image, <ns>/depth/camera_info, <ns>/points, <ns>/depth/relative (relative
@@ -90,6 +97,12 @@ class OutOfOrderStampError(InputError):
     """An image's stamp is not later than the last frame written for its camera."""
 
     kind = 'out_of_order_stamp'
+
+
+class NoRgbForDepthError(InputError):
+    """A depth frame of an xyzrgb run has no colour image with its exact stamp."""
+
+    kind = 'no_rgb_for_depth'
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -121,6 +134,11 @@ def add_parser(subparsers: Any) -> None:
     io.add_argument('--depth-topic', default=None, metavar='TOPIC',
                     help='no model: turn this existing depth image topic (16UC1 mm / 32FC1 m) '
                     'into filtered depth and point clouds (a depth_image_proc replacement)')
+    io.add_argument('--rgb-topic', default=None, metavar='TOPIC',
+                    help='with --depth-topic and --point-cloud-fields xyzrgb: the colour '
+                    'image registered to the depth image (same size; raw Image or '
+                    ".../compressed), paired by exact stamp; default: the bag's only "
+                    'colour camera, if it has exactly one')
     io.add_argument('--sparse-depth-topic', default=None, metavar='TOPIC',
                     help='metric depth topic aligned to the image, paired by exact stamp, for '
                     '--scale-source sparse_depth')
@@ -130,7 +148,8 @@ def add_parser(subparsers: Any) -> None:
                     help='process every N-th image of each camera')
     out = parser.add_argument_group('output')
     out.add_argument('--copy-input', action='store_true',
-                     help='also copy the input topics (images, camera_info, sparse depth)')
+                     help='also copy the input topics (images, camera_info, sparse depth, '
+                     'colour images of --rgb-topic)')
     out.add_argument('--no-points', action='store_true', help='do not write point clouds')
     out.add_argument('--colorized', action='store_true',
                      help='also write <ns>/depth/colorized previews')
@@ -162,6 +181,7 @@ class Options:
     camera_info_topic: str | None = None
     camera_info_file: Path | None = None
     depth_topic: str | None = None
+    rgb_topic: str | None = None
     sparse_depth_topic: str | None = None
     max_frames: int = 0
     every: int = 1
@@ -199,6 +219,11 @@ def options_from_args(args: argparse.Namespace) -> Options:
         raise DepthNodeError('--depth-topic and --model exclude each other.',
                              'Use --depth-topic to filter an existing depth topic without a '
                              'model, or --model to predict depth from images.')
+    if getattr(args, 'rgb_topic', None) and not args.depth_topic and not args.list:
+        raise DepthNodeError('--rgb-topic colours the point clouds of a --depth-topic, but no '
+                             '--depth-topic was given.',
+                             'Add --depth-topic TOPIC, or drop --rgb-topic (with --model the '
+                             "clouds are coloured by the model's own input image).")
     if not args.list and not args.depth_topic and not values['model_file_path']:
         raise DepthNodeError('no model given.', 'Pass --model MODEL.onnx (export one with '
                              '`depth-node export`), or --depth-topic TOPIC to use an existing '
@@ -230,7 +255,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(
         input=args.input, output=args.output, values=values, image_topics=args.image_topic,
         camera_info_topic=args.camera_info_topic, camera_info_file=args.camera_info,
-        depth_topic=args.depth_topic, sparse_depth_topic=args.sparse_depth_topic,
+        depth_topic=args.depth_topic, rgb_topic=getattr(args, 'rgb_topic', None),
+        sparse_depth_topic=args.sparse_depth_topic,
         max_frames=args.max_frames, every=args.every, copy_input=args.copy_input,
         points=not args.no_points and publish_points is not False, colorized=colorized,
         json_summary=args.json_summary, quiet=args.quiet, list_only=args.list)
@@ -297,6 +323,7 @@ def check_inputs(options: Options, kind: str) -> None:
                                  'Give --camera-info FILE.yaml (camera_calibration_parsers '
                                  'YAML).')
         for flag, value in (('--depth-topic', options.depth_topic),
+                            ('--rgb-topic', options.rgb_topic),
                             ('--sparse-depth-topic', options.sparse_depth_topic)):
             if value:
                 raise DepthNodeError(f'{flag} only applies to bags, not to {kind} input.',
@@ -435,12 +462,16 @@ class _FrameSink:
         self.stats = stats
         self.summary = summary
 
-    def run(self, msg: Any, camera_info: Any, sparse: Any, camera: Any) -> Any:
-        """Return the pipeline's FrameResult, or None when the frame was bad (counted)."""
+    def run(self, msg: Any, camera_info: Any, sparse: Any, camera: Any,
+            rgb: Any = None) -> Any:
+        """Return the pipeline's FrameResult, or None when the frame was bad (counted).
+
+        ``rgb`` (depth topics only) is the registered colour image of an xyzrgb cloud.
+        """
         self.summary.frames_processed += 1
         try:
             if self.options.depth_topic:
-                return self.pipeline.process_depth(msg, camera_info, camera=camera)
+                return self.pipeline.process_depth(msg, camera_info, rgb, camera=camera)
             return self.pipeline.process(msg, camera_info, sparse, camera=camera)
         except InputError as exc:
             self.reporter.report(exc)
@@ -494,6 +525,11 @@ def relative_only_reason(report: Any) -> str:
 
 
 # -- bags -------------------------------------------------------------------------------------
+#: frames of a camera waiting for their sparse depth or colour image, colour images buffered
+#: for a later depth frame: at most this many (the oldest goes on without / is dropped).
+MAX_BUFFERED = 64
+
+
 @dataclass
 class _Camera:
     topics: CameraTopics
@@ -502,6 +538,7 @@ class _Camera:
     last_stamp: int | None = None
     info_stamps: list[int] = field(default_factory=list)
     infos: dict[int, Any] = field(default_factory=dict)
+    queue: deque = field(default_factory=deque)   # _Frame s read, not finished, in order
 
     def camera_info_for(self, stamp: int) -> Any:
         """Exact stamp, else the latest camera_info stamped before ``stamp``, else None."""
@@ -510,6 +547,27 @@ class _Camera:
             return exact
         i = bisect_left(self.info_stamps, stamp)
         return self.infos[self.info_stamps[i - 1]] if i > 0 else None
+
+
+@dataclass(eq=False)
+class _Frame:
+    """An image (or depth image) read from the bag, with what is paired with it so far."""
+
+    cam: _Camera
+    msg: Any
+    stamp: int
+    log_time: int
+    read_ms: float
+    sparse: Any = None
+    rgb: Any = None
+    need_sparse: bool = False   # its sparse depth is later in the bag
+    need_rgb: bool = False      # its colour image is later in the bag
+    rgb_note: str = ''          # why no colour image was found, for the message
+
+    @property
+    def waits(self) -> bool:
+        """Whether something paired with it is still to come."""
+        return self.need_sparse or self.need_rgb
 
 
 def _select_cameras(options: Options, topics: dict[str, str],
@@ -581,6 +639,77 @@ def _select_cameras(options: Options, topics: dict[str, str],
     return cameras
 
 
+def wants_rgb(options: Options) -> bool:
+    """Whether the run colours the clouds of a depth topic (``xyzrgb`` points written)."""
+    return bool(options.depth_topic and options.points
+                and options.values.get('point_cloud_fields') == 'xyzrgb')
+
+
+def colour_cameras(topics: dict[str, str], depth_topic: str) -> list[str]:
+    """Return the colour image topics of a bag, one per camera: candidates to colour clouds.
+
+    The cameras of :func:`~depth_node.bagio.discover` (with or without camera_info; one per
+    namespace, the raw topic of raw + ``/compressed`` twins; depth-looking names left out),
+    the depth topic and its twins excluded.
+    """
+    depth_base = base_image_topic(depth_topic, topics.get(depth_topic, IMAGE))
+    others = {t: ty for t, ty in topics.items()
+              if base_image_topic(t, ty) != depth_base}
+    found = discover(others)
+    return sorted([c.image_topic for c in found.cameras] + found.lonely)
+
+
+def select_rgb_topic(options: Options, topics: dict[str, str],
+                     log: Callable[[str], None] | None = None) -> str | None:
+    """Return the colour image topic paired with the depth topic, or None (xyz clouds).
+
+    ``--rgb-topic`` when given (DepthNodeError when it is not an image topic of the bag or is
+    the depth topic); else, for ``--point-cloud-fields xyzrgb``, the bag's only colour camera
+    (:func:`colour_cameras`), announced on ``log``; else None with a warning on ``log``.
+    Returns None whenever no xyzrgb cloud is written (``--rgb-topic`` is then noted unused).
+    """
+    topic = options.rgb_topic
+    if not options.depth_topic:
+        return None
+    if topic:
+        if topic not in topics:
+            raise DepthNodeError(f'--rgb-topic {topic!r} is not in the bag.',
+                                 'Run with --list to see the image topics.')
+        if topics[topic] not in IMAGE_TYPES:
+            raise DepthNodeError(f'--rgb-topic {topic!r} carries {topics[topic]}, not '
+                                 f"{' or '.join(IMAGE_TYPES)}.", 'Choose an image topic '
+                                 '(--list).')
+        if base_image_topic(topic, topics[topic]) == base_image_topic(
+                options.depth_topic, topics.get(options.depth_topic, IMAGE)):
+            raise DepthNodeError(f'--rgb-topic {topic!r} is the depth topic itself.',
+                                 'Give the colour image registered to the depth image '
+                                 '(e.g. /camera/color/image_raw).')
+        if not wants_rgb(options):
+            if log is not None:
+                log(f'note: --rgb-topic {topic} is not read: the clouds are '
+                    + ('not written (--no-points).' if not options.points else
+                       'xyz; add --point-cloud-fields xyzrgb to colour them.'))
+            return None
+        return topic
+    if not wants_rgb(options):
+        return None
+    candidates = colour_cameras(topics, options.depth_topic)
+    if len(candidates) == 1:
+        if log is not None:
+            log(f'note: --point-cloud-fields xyzrgb: colouring the clouds of '
+                f'{options.depth_topic} with {candidates[0]}, the only colour camera of the '
+                'bag (paired by exact stamp; it must be registered to the depth image, same '
+                'size). Choose another with --rgb-topic.')
+        return candidates[0]
+    if log is not None:
+        why = (f"several colour cameras ({', '.join(candidates)})" if candidates
+               else 'no colour image topic')
+        log(f'warning: --point-cloud-fields xyzrgb with --depth-topic: the bag has {why}, '
+            'so the clouds are xyz. Give --rgb-topic TOPIC (a colour image registered to '
+            'the depth image, same size) to colour them.')
+    return None
+
+
 def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 log: Callable[[str], None] = _stderr) -> Summary:
     """Process a ROS 1 or rosbag2 bag into a new rosbag2 MCAP bag at ``options.output``.
@@ -599,11 +728,6 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
     sink = _FrameSink(pipeline, options, reporter, stats, summary)
     check_inputs(options, 'ros1')
     camera_model = options.camera_model
-    if options.depth_topic and options.points and \
-            options.values.get('point_cloud_fields') == 'xyzrgb':
-        log('warning: --point-cloud-fields xyzrgb with --depth-topic: the clouds are xyz, '
-            'because the bag tool pairs no registered colour image with a depth topic. Use '
-            '--model on the colour image for coloured clouds.')
 
     reader = open_reader(options.input)
     with reader:
@@ -614,11 +738,14 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
         conns_by_topic: dict[str, list[Any]] = defaultdict(list)
         for conn in reader.connections:
             conns_by_topic[conn.topic].append(conn)
+        rgb_topic = select_rgb_topic(options, topics, log)
         summary.cameras = [{'image_topic': c.topics.image_topic,
                             'camera_info': (str(options.camera_info_file)
                                             if c.camera is not None
                                             else c.topics.camera_info_topic),
                             'namespace': c.topics.namespace} for c in cameras.values()]
+        if rgb_topic:
+            summary.cameras[0]['rgb_topic'] = rgb_topic
         sparse_topic = options.sparse_depth_topic
         if sparse_topic and topics.get(sparse_topic) not in IMAGE_TYPES:
             raise DepthNodeError(f'sparse depth topic {sparse_topic!r} is not an image topic '
@@ -628,7 +755,7 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 f"{options.values.get('scale_source')!r}; add --scale-source sparse_depth to "
                 'use it.')
 
-        # pass 1: camera_info (small) and the stamps of the sparse depth topic
+        # pass 1: camera_info (small) and the stamps of the sparse depth and colour topics
         info_topics = {c.topics.camera_info_topic: c for c in cameras.values()
                        if c.topics.camera_info_topic}
         by_info: dict[str, list[_Camera]] = defaultdict(list)
@@ -638,13 +765,16 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
         index_conns = [c for t in info_topics for c in conns_by_topic[t]]
         if sparse_topic:
             index_conns += conns_by_topic[sparse_topic]
+        if rgb_topic:
+            index_conns += conns_by_topic[rgb_topic]
         sparse_stamps: set[int] = set()
+        rgb_stamps: set[int] = set()
         try:
             for conn, _, raw in reader.messages(index_conns) if index_conns else ():
-                if conn.topic == sparse_topic:
+                if conn.topic in (sparse_topic, rgb_topic):
                     stamp = peek_stamp_ns(raw, is2)
                     if stamp is not None:
-                        sparse_stamps.add(stamp)
+                        (sparse_stamps if conn.topic == sparse_topic else rgb_stamps).add(stamp)
                     continue
                 try:
                     msg = deserialize(reader, raw, conn.msgtype, conn.topic)
@@ -665,6 +795,8 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
         read_topics = set(cameras)
         if sparse_topic:
             read_topics.add(sparse_topic)
+        if rgb_topic:
+            read_topics.add(rgb_topic)
         if options.copy_input:
             read_topics |= set(info_topics)
         main_conns = [c for t in sorted(read_topics) for c in conns_by_topic[t]]
@@ -678,21 +810,31 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
             'depth_node.version': __version__, 'depth_node.input': str(options.input)})
         progress = _progress(total, options.quiet)
         sparse_buffer: dict[int, Any] = {}
-        pending: dict[int, list[tuple[_Camera, Any, int, float]]] = defaultdict(list)
+        rgb_buffer: dict[int, tuple[Any, Any]] = {}     # stamp -> (connection, raw bytes)
+        waiting: dict[int, list[_Frame]] = defaultdict(list)   # stamp -> frames waiting
         attempted = 0
         t_start = time.perf_counter()
 
-        def finish_frame(cam: _Camera, msg: Any, log_time: int, read_ms: float,
-                         sparse: Any) -> None:
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        def finish_frame(frame: _Frame) -> None:
+            cam, msg, stamp = frame.cam, frame.msg, frame.stamp
+            if progress is not None:
+                progress.update(1)
             if cam.last_stamp is not None and stamp <= cam.last_stamp:
                 reporter.report(OutOfOrderStampError(
                     f'{cam.topics.image_topic}: stamp {stamp / 1e9:.9f} s is not later than the '
                     f'last frame written ({cam.last_stamp / 1e9:.9f} s).',
                     'The frame is skipped; check the recording clock if this repeats.'))
                 return
+            if rgb_topic and frame.rgb is None:
+                reporter.report(NoRgbForDepthError(
+                    f'{cam.topics.image_topic}: no colour image on {rgb_topic} with the stamp '
+                    f'{stamp / 1e9:.9f} s{frame.rgb_note}: the frame is skipped (the xyzrgb '
+                    'cloud topic keeps one layout).',
+                    'Record the registered colour image with the same stamps as the depth '
+                    'image, or write xyz clouds (--point-cloud-fields xyz).'))
+                return
             info = None if cam.camera is not None else cam.camera_info_for(stamp)
-            result = sink.run(msg, info, sparse, cam.camera)
+            result = sink.run(msg, info, frame.sparse, cam.camera, frame.rgb)
             if result is None:
                 return
             t0 = time.perf_counter()
@@ -700,19 +842,45 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                                     msg.header.frame_id)
             outputs = pipeline.outputs(result, header, factory, options.want)
             for suffix, out in outputs.items():
-                writer.write(cam.topics.output_topic(suffix), out, log_time)
+                writer.write(cam.topics.output_topic(suffix), out, frame.log_time)
             write_ms = (time.perf_counter() - t0) * 1e3 - result.timings.get('encode_ms', 0.0) \
                 - result.timings.get('cloud_ms', 0.0)
             if outputs:
                 summary.frames_written += 1
                 cam.last_stamp = stamp
-            sink.account(result, {'read_ms': read_ms, 'write_ms': write_ms})
+            sink.account(result, {'read_ms': frame.read_ms, 'write_ms': write_ms})
+
+        def drain(cam: _Camera) -> None:
+            """Finish the camera's frames in arrival order, up to the first still waiting."""
+            while cam.queue and not cam.queue[0].waits:
+                finish_frame(cam.queue.popleft())
+
+        def settle(frame: _Frame) -> None:
+            """Stop waiting: the frame goes on with what it has (a later drain finishes it)."""
+            frame.need_sparse = frame.need_rgb = False
+            group = waiting.get(frame.stamp)
+            if group is not None and frame in group:
+                group.remove(frame)
+                if not group:
+                    del waiting[frame.stamp]
 
         def flush_pending() -> None:
-            """Process the images whose sparse depth never came (unreadable): without it."""
-            for stamp in sorted(pending):
-                for wcam, wmsg, wlog, wread in pending.pop(stamp):
-                    finish_frame(wcam, wmsg, wlog, wread, None)
+            """Finish the frames whose sparse depth or colour image never came (unreadable)."""
+            for cam in cameras.values():
+                for frame in cam.queue:
+                    if frame.need_rgb:
+                        frame.rgb_note = ' (it was indexed but could not be read)'
+                    settle(frame)
+                drain(cam)
+
+        def colour(conn: Any, raw: Any) -> Any:
+            """Deserialize a colour image (None if it cannot be: counted)."""
+            try:
+                msg = deserialize(reader, raw, conn.msgtype, conn.topic)
+            except UndeserializableMessageError as exc:
+                reporter.report('undeserializable_rgb', str(exc))
+                return None
+            return msg if is2 else to_ros2(msg, conn.msgtype, factory)
 
         def copy(conn: Any, raw: bytes | memoryview, msg: Any, log_time: int) -> None:
             if is2:
@@ -725,8 +893,34 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
             for conn, log_time, raw in reader.messages(main_conns):
                 topic = conn.topic
                 cam = cameras.get(topic)
-                is_input_copy = options.copy_input and (cam is not None or topic == sparse_topic
-                                                        or topic in info_topics)
+                is_input_copy = options.copy_input and (
+                    cam is not None or topic in (sparse_topic, rgb_topic)
+                    or topic in info_topics)
+                if cam is None and topic == rgb_topic:
+                    if is_input_copy:
+                        copy(conn, raw, None if is2 else _try_deserialize(reader, raw, conn),
+                             log_time)
+                    stamp = peek_stamp_ns(raw, is2)
+                    frames = [f for f in waiting.get(stamp, ()) if f.need_rgb]
+                    if not frames:
+                        if stamp is not None:
+                            rgb_buffer[stamp] = (conn, raw)
+                            while len(rgb_buffer) > MAX_BUFFERED:
+                                rgb_buffer.pop(next(iter(rgb_buffer)))
+                        continue
+                    t0 = time.perf_counter()
+                    msg = colour(conn, raw)
+                    read_ms = (time.perf_counter() - t0) * 1e3
+                    for frame in frames:
+                        frame.rgb = msg
+                        frame.read_ms += read_ms
+                        if msg is None:
+                            frame.rgb_note = ' (its message could not be deserialized)'
+                        frame.need_rgb = False
+                        if not frame.waits:
+                            settle(frame)
+                        drain(frame.cam)
+                    continue
                 if cam is None and topic != sparse_topic:
                     if is_input_copy:
                         msg = None
@@ -751,16 +945,19 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                     if is_input_copy:
                         copy(conn, raw, msg, log_time)
                     stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                    waiting = pending.pop(stamp, [])
-                    if not waiting:
+                    frames = [f for f in waiting.get(stamp, ()) if f.need_sparse]
+                    if not frames:
                         sparse_buffer[stamp] = msg
                         while len(sparse_buffer) > 256:
                             sparse_buffer.pop(next(iter(sparse_buffer)))
-                    for wcam, wmsg, wlog, wread in waiting:
-                        finish_frame(wcam, wmsg, wlog, wread + (time.perf_counter() - t0) * 1e3,
-                                     msg)
-                        if progress is not None:
-                            progress.update(1)
+                    read_ms = (time.perf_counter() - t0) * 1e3
+                    for frame in frames:
+                        frame.sparse = msg
+                        frame.read_ms += read_ms
+                        frame.need_sparse = False
+                        if not frame.waits:
+                            settle(frame)
+                        drain(frame.cam)
                     continue
 
                 # an image of a camera
@@ -768,6 +965,8 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 cam.seen += 1
                 if (cam.seen - 1) % options.every:
                     summary.frames_skipped_every += 1
+                    if rgb_topic:
+                        rgb_buffer.pop(peek_stamp_ns(raw, is2), None)
                     if is_input_copy:
                         copy(conn, raw, None if is2 else _try_deserialize(reader, raw, conn),
                              log_time)
@@ -781,6 +980,8 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                     msg = deserialize(reader, raw, conn.msgtype, topic)
                 except UndeserializableMessageError as exc:
                     reporter.report(exc)
+                    if rgb_topic:
+                        rgb_buffer.pop(peek_stamp_ns(raw, is2), None)
                     if is_input_copy:
                         copy(conn, raw, None, log_time)
                     if progress is not None:
@@ -790,17 +991,30 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                     msg = to_ros2(msg, conn.msgtype, factory)
                 if is_input_copy:
                     copy(conn, raw, msg, log_time)
-                read_ms = (time.perf_counter() - t0) * 1e3
-                sparse = None
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                frame = _Frame(cam, msg, stamp, log_time, 0.0)
                 if sparse_topic:
-                    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-                    sparse = sparse_buffer.pop(stamp, None)
-                    if sparse is None and stamp in sparse_stamps:
-                        pending[stamp].append((cam, msg, log_time, read_ms))
-                        continue   # its sparse depth comes later in the bag
-                finish_frame(cam, msg, log_time, read_ms, sparse)
-                if progress is not None:
-                    progress.update(1)
+                    frame.sparse = sparse_buffer.pop(stamp, None)
+                    frame.need_sparse = frame.sparse is None and stamp in sparse_stamps
+                if rgb_topic:
+                    buffered = rgb_buffer.pop(stamp, None)
+                    if buffered is not None:
+                        frame.rgb = colour(*buffered)
+                        if frame.rgb is None:
+                            frame.rgb_note = ' (its message could not be deserialized)'
+                    else:
+                        frame.need_rgb = stamp in rgb_stamps
+                frame.read_ms = (time.perf_counter() - t0) * 1e3
+                if frame.waits:     # its sparse depth or colour image comes later in the bag
+                    waiting[stamp].append(frame)
+                cam.queue.append(frame)
+                if len(cam.queue) > MAX_BUFFERED:   # bounded: the oldest stops waiting
+                    oldest = cam.queue[0]
+                    if oldest.need_rgb:
+                        oldest.rgb_note = (f' (it comes more than {MAX_BUFFERED} frames '
+                                           'later in the bag)')
+                    settle(oldest)
+                drain(cam)
             flush_pending()
         except BagReadError as exc:
             summary.read_error = str(exc)
@@ -962,7 +1176,9 @@ def run(args: argparse.Namespace) -> int:
             raise DepthNodeError(f'the output {str(options.output)!r} exists already.',
                                  'Choose a new output path or delete the old one.')
         with open_reader(options.input) as reader:   # topic errors before the model loads
-            _select_cameras(options, {c.topic: c.msgtype for c in reader.connections})
+            topics = {c.topic: c.msgtype for c in reader.connections}
+            _select_cameras(options, topics)
+            select_rgb_topic(options, topics)
     pipeline = build_pipeline(options)
     try:
         if kind in ('ros1', 'rosbag2'):

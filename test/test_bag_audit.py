@@ -235,17 +235,19 @@ def test_one_calibration_file_for_several_cameras_is_refused(shared_data, tmp_pa
 
 
 # -- 6. xyzrgb with --depth-topic ------------------------------------------------------------
-def test_xyzrgb_depth_topic_warns_clouds_are_xyz(tmp_path, tum, capsys):
+def test_xyzrgb_depth_topic_uses_the_only_colour_camera(tmp_path, tum, capsys):
     out = tmp_path / 'out'
     assert main(['bag', str(tum), str(out), '--quiet', '--depth-topic',
                  '/camera/depth_registered/image_gt', '--camera-info-topic',
                  '/camera/color/camera_info', '--point-cloud-fields', 'xyzrgb']) == 0
-    assert 'the clouds are xyz' in capsys.readouterr().err
+    # the bag's only colour camera is paired (test_bag_rgb.py checks the colours; several
+    # colour cameras and no --rgb-topic: a warning and xyz clouds)
+    assert 'with /camera/color/image_raw, the only colour camera' in capsys.readouterr().err
     from depth_node.messages import rosbags_factory
     store = rosbags_factory('humble').typestore
     (cloud_row,) = [r for r in read_bag(out) if r[0].endswith('/points')]
     cloud = store.deserialize_cdr(cloud_row[3], cloud_row[1])
-    assert [f.name for f in cloud.fields] == ['x', 'y', 'z']
+    assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'rgb']
 
 
 # -- 7. help text and messages ---------------------------------------------------------------
