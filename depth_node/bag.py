@@ -55,6 +55,7 @@ from depth_node.bagio import (
     UndeserializableMessageError,
 )
 from depth_node.errors import DepthNodeError, InputError
+from depth_node.messages import stamp_ns
 from depth_node.ratelimit import ErrorReporter
 import numpy as np
 
@@ -783,7 +784,7 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                     continue
                 if not is2:
                     msg = to_ros2(msg, CAMERA_INFO, factory)
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                stamp = stamp_ns(msg)
                 for cam in by_info[conn.topic]:
                     cam.infos[stamp] = msg
         except BagReadError as exc:   # the second pass stops at the same place
@@ -944,7 +945,7 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                         msg = to_ros2(msg, conn.msgtype, factory)
                     if is_input_copy:
                         copy(conn, raw, msg, log_time)
-                    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                    stamp = stamp_ns(msg)
                     frames = [f for f in waiting.get(stamp, ()) if f.need_sparse]
                     if not frames:
                         sparse_buffer[stamp] = msg
@@ -991,7 +992,7 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                     msg = to_ros2(msg, conn.msgtype, factory)
                 if is_input_copy:
                     copy(conn, raw, msg, log_time)
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                stamp = stamp_ns(msg)
                 frame = _Frame(cam, msg, stamp, log_time, 0.0)
                 if sparse_topic:
                     frame.sparse = sparse_buffer.pop(stamp, None)

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+import functools
 import json
 import math
 from pathlib import Path
@@ -444,9 +445,13 @@ class CameraModel:
         """Whether rays/projection use a distortion model (False if rectified or none)."""
         return not self.rectified and self.distortion_model != 'none'
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple:
-        """Hashable identity of the geometry (frame_id excluded: it does not change rays)."""
+        """Hashable identity of the geometry (frame_id excluded: it does not change rays).
+
+        Computed once per camera model (the model is immutable): the per-frame ray-table
+        lookup only hashes it.
+        """
         return (self.width, self.height, tuple(self.K.ravel().tolist()),
                 tuple(self.D.tolist()), tuple(self.R.ravel().tolist()),
                 tuple(self.P.ravel().tolist()), self.distortion_model, self.binning_x,

@@ -286,16 +286,13 @@ def edge_filter(depth: Any, threshold: float) -> Any:
 def network_focal(camera: Any, transform: Any) -> tuple[float, float]:
     """Return the camera's (fx, fy) at network resolution: the image focal through the preprocess.
 
-    Uses ``transform.apply_to_camera(camera)`` when the transform has it, else
-    ``fx * scale_x, fy * scale_y`` (crop and pad offsets do not change a focal length). With
-    ``transform=None`` the network saw the image at its own resolution.
+    ``fx * scale_x, fy * scale_y``: resizing scales the focal length, crop and pad offsets move
+    only the principal point (the same fx, fy as ``transform.apply_to_camera(camera)``, without
+    building a camera model per frame). With ``transform=None`` the network saw the image at
+    its own resolution.
     """
     if transform is None:
         return float(camera.fx), float(camera.fy)
-    apply = getattr(transform, 'apply_to_camera', None)
-    if apply is not None:
-        net = apply(camera)
-        return float(net.fx), float(net.fy)
     return float(camera.fx) * float(transform.scale_x), float(camera.fy) * float(transform.scale_y)
 
 

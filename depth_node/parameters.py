@@ -56,7 +56,7 @@ def _p(name: str, default: Any, description: str, group: str, **kw: Any) -> Para
 
 
 _MODEL = 'model'
-_CARD = 'model card override'
+_CARD = CARD_GROUP = 'model card override'
 _METRIC = 'metric scale and validity'
 _OUTPUT = 'outputs'
 _ROS = 'topics, QoS and timing'
@@ -84,6 +84,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     _p('self_test', True, "Run the model card's golden self-test when the model loads and "
        'refuse to start on a mismatch.', _MODEL, read_only=True),
     # -- card overrides (unset = from the card)
+    _p('name', '', 'Model name (used in messages).', _CARD, read_only=True, card_field=True),
+    _p('source', '', 'Hub id or URL of the weights.', _CARD, read_only=True, card_field=True),
+    _p('license', '', 'Licence of the weights.', _CARD, read_only=True, card_field=True),
     _p('input_name', '', 'Network input tensor name.', _CARD, read_only=True, card_field=True),
     _p('output_name', '', 'Network output tensor name.', _CARD, read_only=True,
        card_field=True),
@@ -258,6 +261,17 @@ def card_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _float_arg(text: str) -> float:
+    """Parse a float flag; a fraction such as ``1/255`` is accepted too."""
+    try:
+        if '/' in text:
+            num, den = text.split('/', 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+
+
 class ThreeFloats(argparse.Action):
     """Parse a 3-value option: ``--image-mean 0.485 0.456 0.406`` or ``0.485,0.456,0.406``.
 
@@ -310,14 +324,17 @@ def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str] | None 
         if (wanted is not None and spec.group not in wanted) or \
                 (spec.node_only and not include_node_only):
             continue
+        shown = 'from the model card' if spec.card_field else repr(spec.default)
         kwargs: dict[str, Any] = {'dest': spec.name, 'default': None,
-                                  'help': f'{spec.description} (default: {spec.default!r})'}
+                                  'help': f'{spec.description} (default: {shown})'}
         if isinstance(spec.default, bool):
             kwargs['action'] = argparse.BooleanOptionalAction
         elif isinstance(spec.default, list):
-            kwargs.update(action=ThreeFloats, nargs='+', metavar='C1 C2 C3')
+            kwargs.update(action=ThreeFloats, nargs='+', metavar='V',
+                          help=f'{spec.description} Spaces or commas between the values '
+                               f'(default: {shown}).')
         else:
-            kwargs['type'] = type(spec.default)
+            kwargs['type'] = _float_arg if isinstance(spec.default, float) else type(spec.default)
             if spec.choices:
                 kwargs['choices'] = [c for c in spec.choices if c]
         parser.add_argument(spec.flag, **kwargs)

@@ -13,22 +13,8 @@ sensor_msgs_msg = pytest.importorskip('sensor_msgs.msg',
 
 @pytest.fixture(scope='module')
 def ros_factory():
-    from builtin_interfaces.msg import Time
-    from depth_node.messages import MessageFactory, rclpy_byte_array, rclpy_float64_array
-    from sensor_msgs.msg import (
-        CameraInfo,
-        CompressedImage,
-        Image,
-        PointCloud2,
-        PointField,
-        RegionOfInterest,
-    )
-    from std_msgs.msg import Header
-    return MessageFactory(Header=Header, Time=Time, Image=Image,
-                          CompressedImage=CompressedImage, CameraInfo=CameraInfo,
-                          RegionOfInterest=RegionOfInterest, PointCloud2=PointCloud2,
-                          PointField=PointField, byte_array=rclpy_byte_array,
-                          float64_array=rclpy_float64_array)
+    from depth_node.node import rclpy_factory
+    return rclpy_factory()
 
 
 @pytest.mark.parametrize('encoding,channels', [

@@ -157,3 +157,14 @@ def test_model_options_map_parameters_to_open_model_arguments():
     assert options['engine_cache_dir'] == '/engines'
     assert options['card_path'] == '/cards/m.card.yaml'
     assert options['backend'] == 'onnxruntime'
+
+
+def test_float_flags_accept_fractions_and_reject_garbage(capsys):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(['--pixel-scale', '1/255']).pixel_scale == pytest.approx(1 / 255)
+    assert parser.parse_args(['--min-range', '0.25']).min_range == 0.25
+    for bad in ('1/0', 'abc'):
+        with pytest.raises(SystemExit):
+            parser.parse_args(['--pixel-scale', bad])
+        assert 'is not a number' in capsys.readouterr().err

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from depth_node.errors import CardError
-from depth_node.parameters import ThreeFloats
+from depth_node.parameters import add_arguments, CARD_GROUP
 import yaml
 
 LAYOUTS = ('nchw', 'nhwc')
@@ -69,26 +69,6 @@ _CHOICES = {
     'resize': RESIZE_MODES,
     'interpolation': INTERPOLATIONS,
     'output_kind': OUTPUT_KINDS,
-}
-
-_HELP = {
-    'name': 'model name',
-    'source': 'hub id or URL of the weights',
-    'license': 'licence of the weights',
-    'input_name': 'name of the network input tensor',
-    'output_name': 'name of the depth output tensor',
-    'network_image_width': 'network input width in pixels',
-    'network_image_height': 'network input height in pixels',
-    'layout': 'input tensor layout',
-    'input_encoding': 'channel order the network expects',
-    'pixel_scale': 'factor applied to uint8 pixel values before mean/std (e.g. 1/255)',
-    'image_mean': 'per-channel mean, 3 comma-separated values',
-    'image_stddev': 'per-channel standard deviation, 3 comma-separated values',
-    'resize': 'how the image is fitted to the network size',
-    'interpolation': 'interpolation used for resizing',
-    'output_kind': 'what the output means',
-    'canonical_focal_px': 'focal length (network px) for which the metric output holds',
-    'max_depth': 'largest depth the model outputs, metres',
 }
 
 
@@ -438,6 +418,9 @@ def load_card(model_path: str | Path, overrides: dict[str, Any] | None = None, *
 def add_card_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one ``--field-name`` option per overridable card field (default None) and --card.
 
+    The flags come from the parameter table (:mod:`depth_node.parameters`), so they are the
+    same in every tool and as ROS parameters.
+
     :param parser: the parser (or argument group) to extend.
     """
     group = parser.add_argument_group(
@@ -445,16 +428,7 @@ def add_card_arguments(parser: argparse.ArgumentParser) -> None:
         'card-less ONNX file); see doc/model_card.md')
     group.add_argument('--card', dest='card_path', default=None, metavar='CARD.yaml',
                        help='model card file (default: <model>.card.yaml beside the model)')
-    for name in CARD_FIELDS:
-        flag = '--' + name.replace('_', '-')
-        kwargs: dict[str, Any] = {'dest': name, 'default': None, 'help': _HELP.get(name, name)}
-        if name in _CHOICES:
-            kwargs['choices'] = _CHOICES[name]
-        elif name in ('network_image_width', 'network_image_height'):
-            kwargs['type'] = int
-        elif name in ('image_mean', 'image_stddev'):
-            kwargs.update(action=ThreeFloats, nargs='+', metavar='C1 C2 C3')
-        group.add_argument(flag, **kwargs)
+    add_arguments(group, groups=(CARD_GROUP,))
 
 
 def card_overrides(namespace_or_dict: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
