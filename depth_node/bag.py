@@ -890,6 +890,25 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
             elif msg is not None:
                 writer.write(conn.topic, to_ros2(msg, conn.msgtype, factory), log_time)
 
+        def read_input(conn: Any, raw: bytes | memoryview, log_time: int, copy_it: bool,
+                       on_error: Callable[[UndeserializableMessageError], Any]) -> Any:
+            """Deserialize an input message as ROS 2 (copied to the output if asked).
+
+            Returns None, after ``on_error(exc)``, when the message does not deserialize.
+            """
+            try:
+                msg = deserialize(reader, raw, conn.msgtype, conn.topic)
+            except UndeserializableMessageError as exc:
+                on_error(exc)
+                if copy_it:
+                    copy(conn, raw, None, log_time)
+                return None
+            if not is2:
+                msg = to_ros2(msg, conn.msgtype, factory)
+            if copy_it:
+                copy(conn, raw, msg, log_time)
+            return msg
+
         try:
             for conn, log_time, raw in reader.messages(main_conns):
                 topic = conn.topic
@@ -934,17 +953,11 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                     continue
                 if topic == sparse_topic and cam is None:
                     t0 = time.perf_counter()
-                    try:
-                        msg = deserialize(reader, raw, conn.msgtype, topic)
-                    except UndeserializableMessageError as exc:
-                        reporter.report('undeserializable_sparse_depth', str(exc))
-                        if is_input_copy:
-                            copy(conn, raw, None, log_time)
+                    msg = read_input(conn, raw, log_time, is_input_copy,
+                                     lambda exc: reporter.report('undeserializable_sparse_depth',
+                                                                 str(exc)))
+                    if msg is None:
                         continue
-                    if not is2:
-                        msg = to_ros2(msg, conn.msgtype, factory)
-                    if is_input_copy:
-                        copy(conn, raw, msg, log_time)
                     stamp = stamp_ns(msg)
                     frames = [f for f in waiting.get(stamp, ()) if f.need_sparse]
                     if not frames:
@@ -977,21 +990,13 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                     break
                 attempted += 1
                 t0 = time.perf_counter()
-                try:
-                    msg = deserialize(reader, raw, conn.msgtype, topic)
-                except UndeserializableMessageError as exc:
-                    reporter.report(exc)
+                msg = read_input(conn, raw, log_time, is_input_copy, reporter.report)
+                if msg is None:
                     if rgb_topic:
                         rgb_buffer.pop(peek_stamp_ns(raw, is2), None)
-                    if is_input_copy:
-                        copy(conn, raw, None, log_time)
                     if progress is not None:
                         progress.update(1)
                     continue
-                if not is2:
-                    msg = to_ros2(msg, conn.msgtype, factory)
-                if is_input_copy:
-                    copy(conn, raw, msg, log_time)
                 stamp = stamp_ns(msg)
                 frame = _Frame(cam, msg, stamp, log_time, 0.0)
                 if sparse_topic:
