@@ -240,3 +240,28 @@ def test_usage_errors(bags, model, tmp_path, capsys, monkeypatch):
     assert main(['bag', str(good), str(tmp_path / 'o3'), '--model', str(model),
                  '--min-range', '5', '--max-range', '1']) == 2
     assert 'max_range' in capsys.readouterr().err
+
+
+def test_corrupt_sparse_depth_message_is_counted_and_frames_are_kept(model, tmp_path,
+                                                                     factory):
+    rgb = tum_rgb_small(W, H)
+    depth = np.full((H, W), 2.0, np.float32)
+    rows = []
+    for t in (1, 2, 3):
+        rows.append(('/cam/camera_info', t * S, camera_info(factory, t * S, W, H, 'cam')))
+        rows.append(('/cam/image_raw', t * S + 10, image(factory, t * S, rgb, 'cam')))
+        sparse = factory.Image(header=factory.header(t, 0, 'cam'), height=H, width=W,
+                               encoding='32FC1', is_bigendian=0, step=W * 4,
+                               data=depth.view(np.uint8).reshape(-1))
+        raw = bytes(factory.typestore.serialize_cdr(sparse, 'sensor_msgs/msg/Image'))
+        rows.append(('/cam/sparse', t * S + 20,
+                     ('sensor_msgs/msg/Image', raw[:40] if t == 2 else raw)))
+    src = write_bag(tmp_path / 'in', factory.typestore, rows)
+    summary_path = tmp_path / 'summary.json'
+    status = main(['bag', str(src), str(tmp_path / 'out'), '--model', str(model),
+                   '--scale-source', 'sparse_depth', '--sparse-depth-topic', '/cam/sparse',
+                   '--json-summary', str(summary_path), '--quiet'])
+    summary = json.loads(summary_path.read_text())
+    assert summary['skipped'].get('undeserializable_sparse_depth') == 1
+    assert status == bag.EXIT_SKIPPED
+    assert summary['frames_processed'] == 3
