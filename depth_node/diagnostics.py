@@ -136,6 +136,18 @@ class NodeDiagnostics:
         self.last_metric: bool | None = None
         self._last_errors: dict[str, int] = {}
         self._last_report_time: float | None = None
+        #: output topic -> (QoS policy, count, clock time of the last refusal)
+        self.refused: dict[str, tuple[str, int, float]] = {}
+
+    def subscriber_refused(self, topic: str, policy: str) -> None:
+        """Count a subscriber of ``topic`` that was refused for an incompatible QoS policy.
+
+        ``get_subscription_count()`` does not count such a subscriber, so without this the
+        node would look idle while the subscriber receives nothing.
+        """
+        with self._lock:
+            _, count, _ = self.refused.get(topic, ('', 0, 0.0))
+            self.refused[topic] = (policy, count + 1, self._clock())
 
     def image_received(self) -> None:
         """Count an image that arrived on the input topic."""
@@ -192,6 +204,7 @@ class NodeDiagnostics:
             scale = self.last_scale
             metric = self.last_metric
             stages = {k: s.summary() for k, s in self.stage_ms.items()}
+            refused = dict(self.refused)
         in_rate = self.input_rate.rate(now)
         out_rate = self.output_rate.rate(now)
         n_in = self.input_rate.count(now)
@@ -215,6 +228,10 @@ class NodeDiagnostics:
             ('stale frames dropped', str(stale_drops)),
             ('errors', str(sum(errors.values()))),
         ]
+        if refused:
+            values.append(('subscribers refused (incompatible QoS)', ', '.join(
+                f'{topic}: {policy} x{count}, {now - when:.0f} s ago'
+                for topic, (policy, count, when) in sorted(refused.items()))))
         for kind in sorted(errors):
             values.append((f'errors: {kind}', str(errors[kind])))
         for stage in sorted(stages):
@@ -239,6 +256,12 @@ class NodeDiagnostics:
             values.append((str(key), str(value)))
 
         level, message = self._level(state, n_in, n_out, new_errors, metric, scale, subscribers)
+        recent = {t: r for t, r in refused.items() if now - r[2] <= self.window_s * 6}
+        if refused and level == OK and (recent or (n_out == 0 and subscribers == 0)):
+            topic, (policy, _, _) = max((recent or refused).items(), key=lambda r: r[1][2])
+            level = WARN
+            message = (f'{message}; but a subscriber of {topic} was refused (incompatible '
+                       f'{policy.lower()}): it receives nothing, see output_qos')
         self._last_report_time = now
         return DiagnosticsReport(level=level, message=message, values=values)
 

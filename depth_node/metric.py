@@ -517,8 +517,9 @@ class ScaleSmoother:
             return False, (f'fit rejected: scale {scale:.4g} jumps {jump:.0%} from the '
                            f'smoothed {self.scale:.4g} (scale_max_jump={self.max_jump:.0%})')
         self._pending.clear()
-        self.scale = (1.0 - self.weight) * self.scale + self.weight * scale
-        self.shift = (1.0 - self.weight) * self.shift + self.weight * shift
+        # s + w (new - s): identical fits leave the scale exactly unchanged (no 1-ulp flicker)
+        self.scale = self.scale + self.weight * (scale - self.scale)
+        self.shift = self.shift + self.weight * (shift - self.shift)
         return True, ''
 
     def miss(self) -> None:

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 import functools
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -37,7 +38,7 @@ from depth_node.messages import (
     stamp_of,
 )
 from depth_node.ratelimit import ErrorReporter
-from depth_node.sync import Frame, FrameSync, LatestSlot, StampCache, SyncOutput
+from depth_node.sync import Frame, FrameSync, LatestSlot, PairingRule, SyncOutput
 
 NOT_SOURCED = ('depth_node: ROS 2 is not sourced (rclpy not importable): source '
                '/opt/ros/<distro>/setup.bash, or use `depth-node bag` for offline processing')
@@ -182,8 +183,11 @@ class DepthNode(LifecycleNode):
         self._factory = rclpy_factory()
         self._reporter = ErrorReporter(self.get_logger().warning)
         self.diagnostics = NodeDiagnostics()
-        self._sync = FrameSync(self._values['sync_policy'], self._values['sync_tolerance'])
-        self._sparse = StampCache()
+        self._sync = FrameSync(PairingRule.from_values(self._values),
+                               sparse_depth=self._values['scale_source'] == 'sparse_depth',
+                               max_wait_s=self._values['sync_max_wait'])
+        self._sync_timer: Any | None = None
+        self._frames_without_sparse = 0
         self._slot = LatestSlot(on_drop=lambda _frame: self.diagnostics.frame_dropped())
         self._qos_events: Counter[str] = Counter()
         self._internal_seen: set[tuple[str, str]] = set()
@@ -250,8 +254,10 @@ class DepthNode(LifecycleNode):
 
     def _apply_live_update(self, old: Mapping[str, Any], new: Mapping[str, Any],
                            changed: list[str]) -> None:
-        if {'sync_policy', 'sync_tolerance'} & set(changed):
-            self._sync.configure(new['sync_policy'], new['sync_tolerance'])
+        if {'sync_policy', 'sync_tolerance', 'sync_max_wait', 'scale_source'} & set(changed):
+            self._sync.configure(PairingRule.from_values(new),
+                                 sparse_depth=new['scale_source'] == 'sparse_depth',
+                                 max_wait_s=new['sync_max_wait'])
         if self._pipeline is not None:
             from depth_node.pipeline import PipelineConfig
             reset = bool(parameters.METRIC_PARAMETERS & set(changed))
@@ -346,6 +352,9 @@ class DepthNode(LifecycleNode):
             CameraInfo, 'camera_info', self._on_camera_info, qos,
             event_callbacks=self._sub_events('camera_info'))
         self._update_sparse_subscription()
+        # images wait for late partners (sync_max_wait): a timer lets them go when it is over
+        self._sync_timer = self.create_timer(
+            min(0.02, max(0.002, values['sync_max_wait'] / 4)), self._expire_waiting)
         self._stop.clear()
         self._slot.reopen()
         self._worker = threading.Thread(target=self._worker_loop, name='depth_node_worker',
@@ -405,22 +414,23 @@ class DepthNode(LifecycleNode):
                 event_callbacks=self._sub_events('sparse_depth'))
         elif not wanted and existing is not None:
             self.destroy_subscription(self._inputs.pop('sparse_depth'))
-            self._sparse.clear()
 
     def _stop_processing(self) -> None:
         for sub in self._inputs.values():
             self.destroy_subscription(sub)
         self._inputs.clear()
+        if self._sync_timer is not None:
+            self.destroy_timer(self._sync_timer)
+            self._sync_timer = None
         self._stop.set()
         self._slot.close()
         worker, self._worker = self._worker, None
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout=30.0)
-            if worker.is_alive():
+            if worker.is_alive() and self.context.ok():
                 self.get_logger().warning('the worker thread did not stop within 30 s (a '
                                           'frame is still being processed)')
         self._sync.clear()
-        self._sparse.clear()
 
     def _release(self) -> None:
         for pub in self._outputs.values():
@@ -444,18 +454,18 @@ class DepthNode(LifecycleNode):
         self._handle(self._sync.add_camera_info(msg))
 
     def _on_sparse_depth(self, msg: Any) -> None:
-        self._sparse.add(msg)
+        self._handle(self._sync.add_sparse_depth(msg))
+
+    def _expire_waiting(self) -> None:
+        self._handle(self._sync.expire())
 
     def _handle(self, out: SyncOutput) -> None:
         for error in out.errors:
             self._reporter.report(error)
+        if out.stale:
+            self.diagnostics.frame_dropped(out.stale)
+        self._frames_without_sparse += out.without_sparse_depth
         for frame in out.frames:
-            if self._values['scale_source'] == 'sparse_depth':
-                # sparse depth (e.g. a projected LiDAR scan) rarely shares the camera stamp:
-                # nearest within sync_tolerance, or the newest with sync_policy latest
-                tolerance = (None if self._values['sync_policy'] == 'latest' else
-                             int(self._values['sync_tolerance'] * 1e9))
-                frame.sparse_depth = self._sparse.nearest(stamp_ns(frame.image), tolerance)
             self._slot.put(frame)
 
     def _on_incompatible_qos(self, endpoint: str, info: Any) -> None:
@@ -466,15 +476,30 @@ class DepthNode(LifecycleNode):
         except (TypeError, ValueError):
             policy = str(kind)
         if endpoint in OUTPUT_TOPICS:
-            hint = (f'a subscriber of {endpoint} requests a QoS this node does not offer '
-                    f"({self._values['output_qos']}); use output_qos reliable, or make the "
-                    'subscriber best effort.')
+            self.diagnostics.subscriber_refused(endpoint, policy)
+            hint = self._output_qos_hint(endpoint, policy)
+        elif policy == 'RELIABILITY':
+            hint = (f'the publisher of {endpoint} is best effort and input_qos is '
+                    f"{self._values['input_qos']!r} (reliable): set input_qos sensor_data "
+                    '(best effort receives from any publisher).')
         else:
-            hint = (f'the publisher of {endpoint} offers a QoS incompatible with input_qos '
-                    f"{self._values['input_qos']!r}; use input_qos sensor_data (best effort "
-                    'receives from any publisher).')
+            hint = (f'the publisher of {endpoint} offers a QoS ({policy}) incompatible with '
+                    f"input_qos {self._values['input_qos']!r}; use input_qos sensor_data.")
         self._reporter.report('incompatible_qos',
                               f'incompatible QoS on {endpoint} (policy {policy}): {hint}')
+
+    def _output_qos_hint(self, endpoint: str, policy: str) -> str:
+        offered = self._values['output_qos']
+        if policy == 'DURABILITY':
+            return (f'a subscriber of {endpoint} requests transient_local durability (latched '
+                    'messages); this node publishes volatile (sensor data is never latched): '
+                    'make the subscriber volatile (rviz: Durability Policy Volatile).')
+        if policy == 'RELIABILITY':
+            return (f'a subscriber of {endpoint} requests reliable delivery but output_qos is '
+                    f'{offered!r} (best effort): set output_qos reliable, or make the '
+                    'subscriber best effort.')
+        return (f'a subscriber of {endpoint} requests a {policy.lower()} this node does not '
+                f'offer (output_qos {offered!r}): match the subscriber to it.')
 
     # -- worker -----------------------------------------------------------------------------
     def _worker_loop(self) -> None:
@@ -516,6 +541,8 @@ class DepthNode(LifecycleNode):
             sec, nanosec = stamp_of(frame.image)
             header = self._factory.header(sec, nanosec, frame.image.header.frame_id)
             messages = pipeline.outputs(result, header, self._factory, want)
+            if not self.context.ok():   # shut down (Ctrl-C, SIGTERM) while processing
+                return False
             for suffix, msg in messages.items():
                 pub = self._outputs.get(suffix)
                 if pub is not None:
@@ -524,15 +551,16 @@ class DepthNode(LifecycleNode):
             self.diagnostics.frame_published(result.timings, latency, result.scale,
                                              result.metric)
             if not messages:
-                self._reporter.report(
-                    'nothing_to_publish',
-                    f'frame produced none of the subscribed outputs {want}: '
-                    + ('a relative model without scale_source only publishes depth/relative '
-                       'and depth/colorized.' if not result.metric else 'check the outputs.'))
+                self._reporter.report('nothing_to_publish',
+                                      f'frame produced none of the subscribed outputs {want}: '
+                                      + self._why_not_metric(result))
             return bool(messages)
         except DepthNodeError as exc:
-            self._reporter.report(exc)
+            if self.context.ok():
+                self._reporter.report(exc)
         except Exception as exc:  # noqa: BLE001 - the worker must keep serving
+            if not self.context.ok():   # publishing raced with shutdown: a normal event
+                return False
             key = (type(exc).__name__, str(exc)[:200])
             self._reporter.report('internal_error',
                                   f'unexpected {type(exc).__name__} while processing a frame: '
@@ -542,6 +570,19 @@ class DepthNode(LifecycleNode):
                 self.get_logger().error(traceback.format_exc())
         return False
 
+    def _why_not_metric(self, result: Any) -> str:
+        if result.metric:
+            return 'check the outputs.'
+        source = self._values['scale_source']
+        if source == 'none':
+            return ('a relative model without scale_source only publishes depth/relative and '
+                    'depth/colorized; set scale_source for metric outputs.')
+        message = getattr(result.scale, 'message', '') if result.scale is not None else ''
+        return (f'scale_source {source} has no usable scale for this frame yet'
+                + (f' ({message})' if message else '')
+                + '; metric outputs start with the first accepted fit, depth/relative is '
+                'published meanwhile.')
+
     # -- diagnostics ------------------------------------------------------------------------
     def diagnostics_report(self) -> Any:
         """Return the current :class:`~depth_node.diagnostics.DiagnosticsReport`."""
@@ -550,7 +591,8 @@ class DepthNode(LifecycleNode):
         extra = {
             'image topic': self.resolve_topic_name(self._image_topic or 'image'),
             'sync policy': values['sync_policy'],
-            'images waiting for camera_info': self._sync.pending,
+            'images waiting for partners': self._sync.pending,
+            'frames without sparse depth': self._frames_without_sparse,
             'output subscribers': subscribers,
             'qos incompatible events': sum(self._qos_events.values()),
             'scale_source': values['scale_source'],
@@ -599,10 +641,13 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # shutting down is a normal event: a second Ctrl-C or SIGTERM during the cleanup must
+        # not turn it into a traceback
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
-
 
 if __name__ == '__main__':
     sys.exit(main())

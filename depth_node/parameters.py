@@ -186,11 +186,16 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        max_value=100, read_only=True, node_only=True),
     _p('output_qos_depth', 2, 'History depth of the publishers (keep small for big '
        'messages).', _ROS, min_value=1, max_value=100, read_only=True, node_only=True),
-    _p('sync_policy', 'exact', 'Pairing of image and camera_info: exact stamps, approximate '
-       '(within sync_tolerance), or latest camera_info received.', _ROS,
-       choices=('exact', 'approximate', 'latest'), node_only=True),
+    _p('sync_policy', 'exact', 'Pairing of an image with its camera_info and sparse depth (the '
+       'same rule in the node, depth-node bag and evaluate): exact stamps, approximate (nearest '
+       'within sync_tolerance), latest received, or latest_before (largest stamp not after the '
+       'image).', _ROS, choices=('exact', 'approximate', 'latest', 'latest_before')),
     _p('sync_tolerance', 0.02, 'approximate sync: largest stamp difference, seconds.', _ROS,
-       min_value=0.0, max_value=10.0, node_only=True),
+       min_value=0.0, max_value=10.0),
+    _p('sync_max_wait', 0.1, 'Longest an image waits for a camera_info or sparse depth that '
+       'may still arrive (a LiDAR projection often comes after its image), seconds; then it '
+       'goes on with the best partner received (without sparse depth the last scale is held).',
+       _ROS, min_value=0.0, max_value=5.0, node_only=True),
     _p('autostart', True, 'Configure and activate the lifecycle node at start-up.', _ROS,
        read_only=True, node_only=True),
     _p('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', _ROS,

@@ -1,20 +1,30 @@
-"""Pairing images with their camera_info, and the latest-frame slot of the node's worker.
+"""The one pairing rule of depth_node, the frame sync of the node, and its latest-frame slot.
 
 ROS-free so that it can be unit-tested: messages are read only through ``header.stamp``.
 
-:class:`FrameSync` pairs each image with a camera_info by one of three policies:
+:class:`PairingRule` decides which message of a partner stream (camera_info, sparse depth,
+ground truth, a colour image) belongs to an image stamp. The node, ``depth-node bag`` and
+``depth-node evaluate`` all use it, with the same parameters (``sync_policy``,
+``sync_tolerance``), so a recording replayed into the node and the same recording processed
+offline pair the same frames. Policies:
 
 ``exact``
-    the camera_info with the same stamp (what image_transport's camera publishers send);
+    the partner with the same stamp (what image_transport's camera publishers send);
 ``approximate``
-    the camera_info with the nearest stamp within ``tolerance_s``;
+    the partner with the nearest stamp within ``sync_tolerance``;
 ``latest``
-    the most recent camera_info received, whatever its stamp (for drivers that publish
-    camera_info at a low rate or with a constant stamp).
+    the most recent partner received, whatever its stamp (drivers that publish camera_info
+    at a low rate or with a constant stamp);
+``latest_before``
+    the partner with the largest stamp not after the image (a calibration or a scale
+    reference that is valid from its stamp on).
 
-Either message may arrive first. An image whose camera_info has not arrived yet waits in a
-short queue; it is given up, and reported as :class:`~depth_node.errors.MissingCameraInfoError`,
-when a camera_info newer than any possible partner arrives, or when the queue overflows.
+:class:`FrameSync` applies the rule live, where partners arrive in any order and often after
+the image (a LiDAR projection typically tens of milliseconds later). An image waits until the
+rule's choice can no longer change (see :meth:`PairingRule.settled`), at most ``max_wait_s``;
+then it goes on with the best partner received so far. An image without camera_info is
+reported as :class:`~depth_node.errors.MissingCameraInfoError`; one without sparse depth goes
+on without it (the metric layer then holds the last scale) and is counted.
 
 :class:`LatestSlot` holds the newest frame for the worker thread: putting a frame replaces an
 unprocessed one, which is counted as a stale drop, so latency stays bounded when the model is
@@ -24,7 +34,7 @@ slower than the camera.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 import threading
 import time
@@ -33,7 +43,89 @@ from typing import Any
 from depth_node.errors import MissingCameraInfoError
 from depth_node.messages import stamp_ns
 
-SYNC_POLICIES = ('exact', 'approximate', 'latest')
+SYNC_POLICIES = ('exact', 'approximate', 'latest', 'latest_before')
+
+
+def _fmt_ns(ns: int) -> str:
+    return f'{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}'
+
+
+@dataclass(frozen=True)
+class PairingRule:
+    """Which partner message belongs to an image stamp (one rule for node, bag and evaluate).
+
+    :param policy: one of :data:`SYNC_POLICIES`.
+    :param tolerance_ns: largest stamp difference for ``approximate``, nanoseconds.
+    """
+
+    policy: str = 'exact'
+    tolerance_ns: int = 0
+
+    def __post_init__(self) -> None:
+        if self.policy not in SYNC_POLICIES:
+            raise ValueError(f'sync policy must be one of {SYNC_POLICIES}, got {self.policy!r}')
+        if self.tolerance_ns < 0:
+            raise ValueError(f'sync tolerance must be >= 0 s, got {self.tolerance_ns / 1e9}')
+
+    @classmethod
+    def from_seconds(cls, policy: str, tolerance_s: float) -> PairingRule:
+        """Build a rule from a policy name and a tolerance in seconds."""
+        if tolerance_s < 0:
+            raise ValueError(f'sync tolerance must be >= 0 s, got {tolerance_s}')
+        return cls(policy, int(round(tolerance_s * 1e9)))
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> PairingRule:
+        """Build the rule from parameter values (``sync_policy``, ``sync_tolerance``)."""
+        return cls.from_seconds(values['sync_policy'], values['sync_tolerance'])
+
+    def pick(self, stamp: int, candidates: Sequence[tuple[int, Any]]) -> Any | None:
+        """Return the partner for ``stamp`` among ``(stamp_ns, message)`` in arrival order.
+
+        ``latest`` takes the last candidate: offline, pass only the messages recorded before
+        the image.
+        """
+        if not candidates:
+            return None
+        if self.policy == 'latest':
+            return candidates[-1][1]
+        if self.policy == 'latest_before':
+            best = None
+            for s, item in candidates:
+                if s <= stamp and (best is None or s >= best[0]):
+                    best = (s, item)
+            return None if best is None else best[1]
+        window = self.tolerance_ns if self.policy == 'approximate' else 0
+        best, best_diff = None, None
+        for s, item in candidates:
+            diff = abs(s - stamp)
+            if diff <= window and (best_diff is None or diff < best_diff):
+                best, best_diff = item, diff
+        return best
+
+    def settled(self, stamp: int, newest_stamp: int | None) -> bool:
+        """Whether no partner arriving later can change :meth:`pick` for ``stamp``.
+
+        Partner stamps grow over time, so once a partner at or after the image stamp has
+        arrived, nothing later is nearer (``approximate``) or a later one not after the image
+        (``latest_before``); ``exact`` is settled once the match or a later stamp arrived.
+        """
+        if self.policy == 'latest':
+            return True
+        return newest_stamp is not None and newest_stamp >= stamp
+
+    def impossible(self, stamp: int, newest_stamp: int | None) -> bool:
+        """Whether no partner can come any more for ``stamp`` (given growing stamps)."""
+        if self.policy in ('latest', 'latest_before') or newest_stamp is None:
+            return False
+        window = self.tolerance_ns if self.policy == 'approximate' else 0
+        return newest_stamp > stamp + window
+
+    def describe(self) -> str:
+        """Return the rule in words, for messages."""
+        if self.policy == 'approximate':
+            return f'approximate sync within {self.tolerance_ns / 1e6:g} ms'
+        return f'{self.policy} sync'
 
 
 @dataclass
@@ -49,78 +141,168 @@ class Frame:
 
 @dataclass
 class SyncOutput:
-    """What one call of :class:`FrameSync` produced: complete frames and given-up images."""
+    """What one call of :class:`FrameSync` produced."""
 
+    #: complete frames, oldest first
     frames: list[Frame] = field(default_factory=list)
+    #: images given up for want of camera_info
     errors: list[MissingCameraInfoError] = field(default_factory=list)
+    #: images overtaken, while they waited, by a newer complete frame (stale drops)
+    stale: int = 0
+    #: frames that went on without sparse depth (none paired within the wait)
+    without_sparse_depth: int = 0
+
+    def extend(self, other: SyncOutput) -> SyncOutput:
+        """Append another output to this one; returns self."""
+        self.frames += other.frames
+        self.errors += other.errors
+        self.stale += other.stale
+        self.without_sparse_depth += other.without_sparse_depth
+        return self
 
 
-def _fmt_ns(ns: int) -> str:
-    return f'{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}'
+class _Partners:
+    """The recent messages of one partner stream, in arrival order."""
+
+    def __init__(self, size: int) -> None:
+        self.items: deque[tuple[int, Any]] = deque(maxlen=max(1, size))
+        self.newest: int | None = None
+
+    def add(self, msg: Any) -> int:
+        stamp = stamp_ns(msg)
+        self.items.append((stamp, msg))
+        self.newest = stamp if self.newest is None else max(self.newest, stamp)
+        return stamp
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.newest = None
+
+
+@dataclass
+class _Waiting:
+    stamp: int
+    image: Any
+    received_ns: int
 
 
 class FrameSync:
-    """Pair images with camera_info messages (thread-safe).
+    """Pair images with camera_info and, optionally, sparse depth, live (thread-safe).
 
-    :param policy: ``'exact'``, ``'approximate'`` or ``'latest'``.
-    :param tolerance_s: largest stamp difference for ``approximate``, seconds.
-    :param image_queue: images kept waiting for their camera_info.
-    :param info_queue: camera_info messages kept for pairing.
+    :param rule: the pairing rule (policy and tolerance).
+    :param sparse_depth: whether frames also wait for a sparse depth partner.
+    :param max_wait_s: longest an image waits for a partner that may still arrive, seconds.
+    :param image_queue: images kept waiting.
+    :param partner_queue: camera_info / sparse depth messages kept for pairing.
     """
 
-    def __init__(self, policy: str = 'exact', tolerance_s: float = 0.02, image_queue: int = 5,
-                 info_queue: int = 30) -> None:
+    def __init__(self, rule: PairingRule | None = None, *, sparse_depth: bool = False,
+                 max_wait_s: float = 0.1, image_queue: int = 5, partner_queue: int = 30) -> None:
         self._lock = threading.Lock()
-        self._images: deque[tuple[int, Any, int]] = deque()
-        self._infos: deque[tuple[int, Any]] = deque(maxlen=max(1, info_queue))
+        self._images: deque[_Waiting] = deque()
+        self._infos = _Partners(partner_queue)
+        self._sparse = _Partners(partner_queue)
         self._image_queue = max(1, image_queue)
-        self.policy = 'exact'
-        self.tolerance_ns = 0
-        self.configure(policy, tolerance_s)
+        self.rule = rule or PairingRule()
+        self.sparse_depth = sparse_depth
+        self.max_wait_ns = int(round(max_wait_s * 1e9))
 
-    def configure(self, policy: str, tolerance_s: float) -> None:
-        """Change the policy and tolerance (live parameter update)."""
-        if policy not in SYNC_POLICIES:
-            raise ValueError(f'sync policy must be one of {SYNC_POLICIES}, got {policy!r}')
-        if tolerance_s < 0:
-            raise ValueError(f'sync tolerance must be >= 0 s, got {tolerance_s}')
+    def configure(self, rule: PairingRule | None = None, *, sparse_depth: bool | None = None,
+                  max_wait_s: float | None = None) -> None:
+        """Change the rule, whether sparse depth is waited for, or the wait (live update)."""
         with self._lock:
-            self.policy = policy
-            self.tolerance_ns = int(round(tolerance_s * 1e9))
+            if rule is not None:
+                self.rule = rule
+            if sparse_depth is not None:
+                self.sparse_depth = sparse_depth
+                if not sparse_depth:
+                    self._sparse.clear()
+            if max_wait_s is not None:
+                if max_wait_s < 0:
+                    raise ValueError(f'sync wait must be >= 0 s, got {max_wait_s}')
+                self.max_wait_ns = int(round(max_wait_s * 1e9))
 
     @property
     def pending(self) -> int:
-        """Images waiting for their camera_info."""
+        """Images waiting for a partner."""
         with self._lock:
             return len(self._images)
 
     def clear(self) -> None:
-        """Forget every queued image and camera_info (on deactivate)."""
+        """Forget every queued image and partner message (on deactivate)."""
         with self._lock:
             self._images.clear()
             self._infos.clear()
+            self._sparse.clear()
 
-    # -- matching ---------------------------------------------------------------------------
-    def _window_ns(self) -> int:
-        return self.tolerance_ns if self.policy == 'approximate' else 0
+    # -- inputs -----------------------------------------------------------------------------
+    def add_image(self, image: Any, received_ns: int | None = None) -> SyncOutput:
+        """Offer an image; returns the frames completed now (this one, if its partners are in)."""
+        received = time.monotonic_ns() if received_ns is None else received_ns
+        with self._lock:
+            self._images.append(_Waiting(stamp_ns(image), image, received))
+            return self._resolve(received)
 
-    def _match(self, stamp: int) -> Any | None:
-        """Return the camera_info for an image stamp under the current policy, or None."""
-        if not self._infos:
-            return None
-        if self.policy == 'latest':
-            return self._infos[-1][1]
-        window = self._window_ns()
-        best, best_diff = None, None
-        for info_stamp, info in self._infos:
-            diff = abs(info_stamp - stamp)
-            if diff <= window and (best_diff is None or diff < best_diff):
-                best, best_diff = info, diff
-        return best
+    def add_camera_info(self, info: Any) -> SyncOutput:
+        """Offer a camera_info; returns the waiting frames it completes (and given-up ones)."""
+        with self._lock:
+            self._infos.add(info)
+            return self._resolve(time.monotonic_ns())
+
+    def add_sparse_depth(self, depth: Any) -> SyncOutput:
+        """Offer a sparse depth image; returns the waiting frames it completes."""
+        with self._lock:
+            if not self.sparse_depth:
+                return SyncOutput()
+            self._sparse.add(depth)
+            return self._resolve(time.monotonic_ns())
+
+    def expire(self, now_ns: int | None = None) -> SyncOutput:
+        """Let images whose wait is over go on with the partners they have (call on a timer)."""
+        with self._lock:
+            if not self._images:
+                return SyncOutput()
+            return self._resolve(time.monotonic_ns() if now_ns is None else now_ns)
+
+    # -- pairing ----------------------------------------------------------------------------
+    def _resolve(self, now_ns: int) -> SyncOutput:
+        out = SyncOutput()
+        rule, infos, sparse = self.rule, self._infos, self._sparse
+        keep: list[_Waiting] = []
+        overflow = len(self._images) - self._image_queue
+        for index, waiting in enumerate(self._images):
+            stamp = waiting.stamp
+            if rule.impossible(stamp, infos.newest) and rule.pick(stamp, infos.items) is None:
+                out.errors.append(self._missing(stamp, 'newer camera_info already received'))
+                continue
+            timed_out = now_ns - waiting.received_ns >= self.max_wait_ns
+            ready = rule.settled(stamp, infos.newest) and (
+                not self.sparse_depth or rule.settled(stamp, sparse.newest)
+                or rule.impossible(stamp, sparse.newest))
+            if not (ready or timed_out or index < overflow):
+                keep.append(waiting)
+                continue
+            info = rule.pick(stamp, infos.items)
+            if info is None:
+                why = ('none received' if rule.policy == 'latest' else
+                       'waited too long' if index < overflow else
+                       f'waited {self.max_wait_ns / 1e6:g} ms')
+                out.errors.append(self._missing(stamp, why))
+                continue
+            frame = Frame(waiting.image, info, received_ns=waiting.received_ns)
+            if self.sparse_depth:
+                frame.sparse_depth = rule.pick(stamp, sparse.items)
+                out.without_sparse_depth += frame.sparse_depth is None
+            # an older image still waiting is overtaken: the worker wants the newest frame
+            out.stale += len(keep)
+            keep.clear()
+            out.frames.append(frame)
+        self._images = deque(keep)
+        return out
 
     def _missing(self, stamp: int, why: str) -> MissingCameraInfoError:
-        if self._infos:
-            newest = self._infos[-1][0]
+        newest = self._infos.newest
+        if newest is not None:
             seen = (f'; the newest camera_info has stamp {_fmt_ns(newest)} '
                     f'({(newest - stamp) / 1e6:+.1f} ms from the image)')
         else:
@@ -132,82 +314,12 @@ class FrameSync:
                            'stamps camera_info independently of the image.',
             'latest': 'Check that camera_info is published on the sibling topic of the image '
                       'and that its QoS is compatible (input_qos).',
-        }[self.policy]
+            'latest_before': 'camera_info must be stamped at or before the image; check the '
+                             'driver, or set sync_policy to latest.',
+        }[self.rule.policy]
         return MissingCameraInfoError(
-            f'image stamped {_fmt_ns(stamp)} has no camera_info ({self.policy} sync, '
+            f'image stamped {_fmt_ns(stamp)} has no camera_info ({self.rule.policy} sync, '
             f'{why}){seen}.', hint)
-
-    # -- inputs -----------------------------------------------------------------------------
-    def add_image(self, image: Any, received_ns: int | None = None) -> SyncOutput:
-        """Offer an image; returns the frame if its camera_info is known, else queues it."""
-        stamp = stamp_ns(image)
-        received = time.monotonic_ns() if received_ns is None else received_ns
-        out = SyncOutput()
-        with self._lock:
-            info = self._match(stamp)
-            if info is not None:
-                out.frames.append(Frame(image, info, received_ns=received))
-                return out
-            if self.policy == 'latest':
-                out.errors.append(self._missing(stamp, 'none received'))
-                return out
-            if self._infos and self._infos[-1][0] > stamp + self._window_ns():
-                # camera_info stamps only grow: this image's camera_info was lost
-                out.errors.append(self._missing(stamp, 'newer camera_info already received'))
-                return out
-            self._images.append((stamp, image, received))
-            while len(self._images) > self._image_queue:
-                old_stamp, _, _ = self._images.popleft()
-                out.errors.append(self._missing(old_stamp, 'waited too long'))
-        return out
-
-    def add_camera_info(self, info: Any) -> SyncOutput:
-        """Offer a camera_info; returns the queued images it completes (and given-up ones)."""
-        stamp = stamp_ns(info)
-        out = SyncOutput()
-        with self._lock:
-            self._infos.append((stamp, info))
-            window = self._window_ns()
-            keep: deque[tuple[int, Any, int]] = deque()
-            for image_stamp, image, received in self._images:
-                match = self._match(image_stamp)
-                if match is not None:
-                    out.frames.append(Frame(image, match, received_ns=received))
-                elif self.policy != 'latest' and stamp > image_stamp + window:
-                    out.errors.append(self._missing(image_stamp,
-                                                    'newer camera_info already received'))
-                else:
-                    keep.append((image_stamp, image, received))
-            self._images = keep
-        return out
-
-
-class StampCache:
-    """The last few messages of an auxiliary topic (sparse depth), looked up by stamp."""
-
-    def __init__(self, size: int = 10) -> None:
-        self._lock = threading.Lock()
-        self._items: deque[tuple[int, Any]] = deque(maxlen=max(1, size))
-
-    def add(self, msg: Any) -> None:
-        """Remember a message."""
-        with self._lock:
-            self._items.append((stamp_ns(msg), msg))
-
-    def nearest(self, stamp: int, tolerance_ns: int | None) -> Any | None:
-        """Return the message nearest to ``stamp`` within ``tolerance_ns`` (None = the newest)."""
-        with self._lock:
-            if not self._items:
-                return None
-            if tolerance_ns is None:
-                return self._items[-1][1]
-            best = min(self._items, key=lambda item: abs(item[0] - stamp))
-            return best[1] if abs(best[0] - stamp) <= tolerance_ns else None
-
-    def clear(self) -> None:
-        """Forget everything."""
-        with self._lock:
-            self._items.clear()
 
 
 class LatestSlot:

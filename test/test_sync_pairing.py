@@ -7,7 +7,7 @@ import time
 from types import SimpleNamespace
 
 from depth_node.errors import MissingCameraInfoError
-from depth_node.sync import FrameSync, LatestSlot, StampCache
+from depth_node.sync import FrameSync, LatestSlot, PairingRule
 import pytest
 
 NS = 1_000_000_000
@@ -22,7 +22,7 @@ T0 = 1_700_000_000 * NS
 
 
 def test_exact_pairs_either_order():
-    sync = FrameSync('exact')
+    sync = FrameSync(PairingRule('exact'))
     out = sync.add_camera_info(msg(T0, 'i0'))
     assert out.frames == [] and out.errors == []
     out = sync.add_image(msg(T0, 'f0'))
@@ -36,7 +36,7 @@ def test_exact_pairs_either_order():
 
 
 def test_exact_rejects_one_nanosecond_off():
-    sync = FrameSync('exact')
+    sync = FrameSync(PairingRule('exact'))
     sync.add_camera_info(msg(T0 - 1))
     out = sync.add_image(msg(T0))
     assert out.frames == [] and out.errors == [] and sync.pending == 1   # may still come
@@ -45,7 +45,7 @@ def test_exact_rejects_one_nanosecond_off():
 
 
 def test_lost_camera_info_is_reported_when_a_newer_one_arrives():
-    sync = FrameSync('exact')
+    sync = FrameSync(PairingRule('exact'))
     sync.add_image(msg(T0, 'f0'))
     out = sync.add_camera_info(msg(T0 + 50_000_000, 'i1'))
     assert out.frames == []
@@ -59,7 +59,7 @@ def test_lost_camera_info_is_reported_when_a_newer_one_arrives():
 
 
 def test_approximate_picks_nearest_within_tolerance():
-    sync = FrameSync('approximate', tolerance_s=0.010)
+    sync = FrameSync(PairingRule.from_seconds('approximate', 0.010))
     for offset, name in ((-30, 'far'), (-8, 'near'), (9, 'later')):
         sync.add_camera_info(msg(T0 + offset * 1_000_000, name))
     out = sync.add_image(msg(T0, 'f'))
@@ -69,7 +69,7 @@ def test_approximate_picks_nearest_within_tolerance():
 
 
 def test_latest_uses_newest_and_fails_without_any():
-    sync = FrameSync('latest')
+    sync = FrameSync(PairingRule('latest'))
     out = sync.add_image(msg(T0))
     assert out.frames == [] and len(out.errors) == 1
     assert 'no camera_info has been received yet' in str(out.errors[0])
@@ -80,7 +80,7 @@ def test_latest_uses_newest_and_fails_without_any():
 
 
 def test_image_queue_overflow_reports_the_oldest():
-    sync = FrameSync('exact', image_queue=2)
+    sync = FrameSync(PairingRule('exact'), image_queue=2)
     errors = []
     for i in range(4):
         errors += sync.add_image(msg(T0 + i)).errors
@@ -89,27 +89,19 @@ def test_image_queue_overflow_reports_the_oldest():
 
 
 def test_configure_live_and_validation():
-    sync = FrameSync('exact')
+    sync = FrameSync(PairingRule('exact'))
     sync.add_camera_info(msg(T0 + 5_000_000))
     assert sync.add_image(msg(T0)).frames == []
     sync.clear()
-    sync.configure('approximate', 0.01)
+    sync.configure(PairingRule.from_seconds('approximate', 0.01))
     sync.add_camera_info(msg(T0 + 5_000_000))
     assert len(sync.add_image(msg(T0)).frames) == 1
     with pytest.raises(ValueError):
-        sync.configure('nearest', 0.01)
+        PairingRule.from_seconds('nearest', 0.01)
     with pytest.raises(ValueError):
-        sync.configure('exact', -1.0)
-
-
-def test_stamp_cache_nearest():
-    cache = StampCache(size=3)
-    assert cache.nearest(T0, None) is None
-    for i in range(5):
-        cache.add(msg(T0 + i * 100_000_000, f's{i}'))
-    assert cache.nearest(T0, None).name == 's4'
-    assert cache.nearest(T0 + 310_000_000, 20_000_000).name == 's3'
-    assert cache.nearest(T0, 20_000_000) is None       # s0 fell out of the cache
+        PairingRule.from_seconds('exact', -1.0)
+    with pytest.raises(ValueError):
+        sync.configure(max_wait_s=-1.0)
 
 
 def test_latest_slot_drops_stale_and_counts():
@@ -168,3 +160,91 @@ def test_slow_consumer_keeps_only_newest():
     assert slot.dropped + len(processed) in (49, 50)
     assert slot.dropped > 25
     assert processed == sorted(processed)
+
+
+# -- the one pairing rule and late partners (sparse depth after its image) ------------------
+MS = 1_000_000
+
+
+def test_pairing_rule_policies_offline():
+    partners = [(T0 - 30 * MS, 'a'), (T0 - 8 * MS, 'b'), (T0 + 9 * MS, 'c'), (T0 + 40 * MS, 'd')]
+    assert PairingRule('exact').pick(T0 + 9 * MS, partners) == 'c'
+    assert PairingRule('exact').pick(T0, partners) is None
+    assert PairingRule.from_seconds('approximate', 0.010).pick(T0, partners) == 'b'
+    assert PairingRule.from_seconds('approximate', 0.005).pick(T0, partners) is None
+    assert PairingRule('latest').pick(T0, partners) == 'd'
+    assert PairingRule('latest_before').pick(T0, partners) == 'b'
+    assert PairingRule('latest_before').pick(T0 - 31 * MS, partners) is None
+
+
+def test_late_sparse_depth_is_waited_for():
+    sync = FrameSync(PairingRule('exact'), sparse_depth=True, max_wait_s=0.2)
+    sync.add_camera_info(msg(T0, 'i0'))
+    out = sync.add_image(msg(T0, 'f0'), received_ns=0)
+    assert out.frames == [] and sync.pending == 1          # waits for its sparse depth
+    out = sync.add_sparse_depth(msg(T0, 's0'))
+    assert [(f.image.name, f.sparse_depth.name) for f in out.frames] == [('f0', 's0')]
+    assert out.without_sparse_depth == 0 and sync.pending == 0
+
+
+def test_sparse_depth_that_never_comes_is_given_up_after_the_wait():
+    sync = FrameSync(PairingRule.from_seconds('approximate', 0.02), sparse_depth=True,
+                     max_wait_s=0.1)
+    sync.add_camera_info(msg(T0, 'i0'))
+    sync.add_sparse_depth(msg(T0 - 15 * MS, 'early'))     # within tolerance, but earlier
+    assert sync.add_image(msg(T0, 'f0'), received_ns=0).frames == []
+    assert sync.expire(now_ns=50 * MS).frames == []         # still within the wait
+    out = sync.expire(now_ns=100 * MS)
+    assert [(f.image.name, f.sparse_depth.name) for f in out.frames] == [('f0', 'early')]
+    # nothing within tolerance: the frame goes on without sparse depth, and is counted
+    sync.add_camera_info(msg(T0 + 500 * MS, 'i1'))
+    sync.add_image(msg(T0 + 500 * MS, 'f1'), received_ns=0)
+    out = sync.expire(now_ns=100 * MS)
+    assert [f.sparse_depth for f in out.frames] == [None] and out.without_sparse_depth == 1
+
+
+def test_approximate_waits_for_a_nearer_partner_then_settles():
+    sync = FrameSync(PairingRule.from_seconds('approximate', 0.02), sparse_depth=True)
+    sync.add_camera_info(msg(T0, 'i0'))
+    sync.add_image(msg(T0, 'f0'))
+    assert sync.add_sparse_depth(msg(T0 - 10 * MS, 's-10')).frames == []   # may get nearer
+    out = sync.add_sparse_depth(msg(T0 + 3 * MS, 's+3'))                  # at/after: settled
+    assert [f.sparse_depth.name for f in out.frames] == ['s+3']
+
+
+def test_a_lost_sparse_depth_is_known_when_a_later_one_arrives():
+    sync = FrameSync(PairingRule('exact'), sparse_depth=True, max_wait_s=1.0)
+    for i in range(2):
+        sync.add_camera_info(msg(T0 + i * 33 * MS))
+        sync.add_image(msg(T0 + i * 33 * MS, f'f{i}'))
+    out = sync.add_sparse_depth(msg(T0 + 33 * MS, 's1'))    # f0's sparse depth was lost
+    assert [(f.image.name, getattr(f.sparse_depth, 'name', None)) for f in out.frames] == [
+        ('f0', None), ('f1', 's1')]
+    assert out.without_sparse_depth == 1 and out.stale == 0 and sync.pending == 0
+
+
+def test_a_frame_overtaken_while_waiting_is_a_stale_drop():
+    sync = FrameSync(PairingRule('latest_before'), max_wait_s=1.0)
+    sync.add_image(msg(T0, 'f0'))                            # waits: no camera_info yet
+    sync.add_camera_info(msg(T0 - 5 * MS, 'i-5'))            # earlier: a later one may come
+    assert sync.pending == 1
+    out = sync.add_image(msg(T0 + 33 * MS, 'f1'))
+    assert out.frames == []
+    out = sync.add_camera_info(msg(T0 + 40 * MS, 'i40'))    # settles both
+    assert [f.image.name for f in out.frames] == ['f0', 'f1'] and out.stale == 0
+    sync = FrameSync(PairingRule('exact'), sparse_depth=True, max_wait_s=1.0)
+    sync.add_camera_info(msg(T0))
+    sync.add_image(msg(T0, 'f0'))                            # waits for sparse depth
+    sync.add_camera_info(msg(T0 + 33 * MS))
+    sync.add_sparse_depth(msg(T0 - 33 * MS))                # older: f0 may still get its own
+    out = sync.add_image(msg(T0 + 33 * MS, 'f1'))
+    assert out.frames == [] and sync.pending == 2
+    out = sync.expire(now_ns=time.monotonic_ns() + 2 * NS)  # both given up, oldest first
+    assert [f.image.name for f in out.frames] == ['f0', 'f1']
+
+
+def test_disabled_sparse_depth_is_ignored():
+    sync = FrameSync(PairingRule('exact'))
+    assert sync.add_sparse_depth(msg(T0)).frames == []
+    sync.add_camera_info(msg(T0))
+    assert len(sync.add_image(msg(T0)).frames) == 1
