@@ -100,3 +100,15 @@ def test_check_input_size_message():
     with pytest.raises(ModelError) as err:
         zoo.check_input_size((520, 392), 14, 'm')
     assert '518' in str(err.value) and '532' in str(err.value)
+
+
+def test_hub_error_names_hf_download_and_the_offline_switch(monkeypatch):
+    from depth_node.models.zoo import _hub_error
+    monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+    error = _hub_error('depth-anything/Depth-Anything-V2-Small-hf', OSError('no network'))
+    text = f'{error} {error.hint}'
+    assert 'hf download depth-anything/Depth-Anything-V2-Small-hf' in text
+    assert 'huggingface-cli' not in text and 'HF_HUB_OFFLINE=1' in text
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    error = _hub_error('x/y', OSError('offline'))
+    assert 'HF_HUB_OFFLINE is set' in str(error) and '--random-weights' in error.hint

@@ -1,7 +1,9 @@
-"""The README's quick-start command really runs (offline: random weights, a small input size).
+"""The README's quick-start commands really run, offline, on the example recording it ships.
 
-Takes the first bash block of the README (install + main job), drops the install step, and
-runs the export and bag steps through the CLI on the real TUM recording from ../shared/data.
+The main job (install + ``depth-node bag`` on ``examples/tum_rgbd_sample_mcap``) runs as
+written with a tiny ONNX model at the README's model path (built with ``onnx.helper``: no torch,
+no model hub); with torch installed, the README's offline export (``--random-weights``) runs
+too, at a small input size.
 """
 
 from __future__ import annotations
@@ -11,42 +13,124 @@ import re
 import shlex
 
 from depth_node import cli
+import numpy as np
 import pytest
 
-README = Path(__file__).resolve().parents[1] / 'README.md'
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / 'README.md'
+EXAMPLE = ROOT / 'examples' / 'tum_rgbd_sample_mcap'
 
 
-def quickstart_commands() -> list[list[str]]:
+def bash_blocks() -> list[list[list[str]]]:
+    """Return each ```bash block of the README's quick start as its commands (split on &&)."""
     text = README.read_text()
-    block = re.search(r'```bash\n(.*?)```', text, re.S).group(1)
-    commands = [shlex.split(part) for part in block.replace('\\\n', ' ').split('&&')]
-    return [c for c in commands if c]
+    section = text[text.index('## Quick start'):]
+    section = section[:section.index('\n## ', 1)]
+    blocks = []
+    for block in re.findall(r'```bash\n(.*?)```', section, re.S):
+        lines = [line.split(' #')[0] for line in block.replace('\\\n', ' ').splitlines()
+                 if line.strip() and not line.lstrip().startswith('#')]
+        blocks.append([shlex.split(part) for line in lines for part in line.split('&&')
+                       if part.strip()])
+    return blocks
 
 
-def test_quickstart_installs_then_exports_then_processes_a_bag():
-    commands = quickstart_commands()
-    assert commands[0][:2] == ['pip', 'install']
-    assert [c[:2] for c in commands[1:]] == [['depth-node', 'export'], ['depth-node', 'bag']]
+def main_job() -> tuple[list[str], list[str]]:
+    """Return the README's first command line: (pip install ..., depth-node bag ...)."""
+    install, bag = bash_blocks()[0]
+    return install, bag
+
+
+def tiny_metric_onnx(path: Path, width: int = 42, height: int = 28) -> Path:
+    """Write a tiny metric ONNX model (depth = 1 + mean |pixel|, metres) and its card."""
+    onnx = pytest.importorskip('onnx')
+    helper = onnx.helper
+    x = helper.make_tensor_value_info('pixel_values', onnx.TensorProto.FLOAT,
+                                      [1, 3, height, width])
+    y = helper.make_tensor_value_info('predicted_depth', onnx.TensorProto.FLOAT,
+                                      [1, height, width])
+    one = helper.make_tensor('one', onnx.TensorProto.FLOAT, [], [1.0])
+    nodes = [helper.make_node('Abs', ['pixel_values'], ['a']),
+             helper.make_node('ReduceMean', ['a'], ['m'], axes=[1], keepdims=0),
+             helper.make_node('Add', ['m', 'one'], ['predicted_depth'])]
+    graph = helper.make_graph(nodes, 'tiny', [x], [y], initializer=[one])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    Path(str(path)[:-len('.onnx')] + '.card.yaml').write_text(
+        'name: tiny\nsource: test\nlicense: none\ninput_name: pixel_values\n'
+        f'output_name: predicted_depth\nnetwork_image_width: {width}\n'
+        f'network_image_height: {height}\nlayout: nchw\ninput_encoding: rgb8\n'
+        'pixel_scale: 0.00392156862745098\nimage_mean: [0.5, 0.5, 0.5]\n'
+        'image_stddev: [0.5, 0.5, 0.5]\nresize: stretch\ninterpolation: linear\n'
+        'output_kind: metric_depth\nmax_depth: 20.0\n')
+    return path
+
+
+def test_quickstart_is_the_lightest_install_then_the_main_job_on_the_example():
+    install, bag = main_job()
+    assert install[:2] == ['pip', 'install']
+    extras = set(re.search(r'\[(.*)\]', install[2]).group(1).split(','))
+    assert {'bag', 'onnxruntime', 'test'} <= extras and 'torch' not in extras
+    assert bag[:2] == ['depth-node', 'bag'] and '--model' in bag
+    assert (ROOT / bag[2]).resolve() == EXAMPLE.resolve() and (EXAMPLE / 'metadata.yaml').is_file()
+    assert bash_blocks()[1] == [['python', '-m', 'pytest', '-q', 'test']]
+
+
+def test_quickstart_shows_cpu_torch_and_online_next_to_offline_export():
+    exports = [c for block in bash_blocks() for c in block if c[:2] == ['depth-node', 'export']]
+    assert len(exports) == 2
+    online, offline = exports
+    assert '--random-weights' not in online and offline == online + ['--random-weights']
+    model = main_job()[1][main_job()[1].index('--model') + 1]
+    assert online[online.index('--output') + 1] == model
+    torch_install = next(c for block in bash_blocks() for c in block if 'torch' in c)
+    assert torch_install[-2:] == ['--index-url', 'https://download.pytorch.org/whl/cpu']
+
+
+def test_example_recording_is_credited():
+    text = (ROOT / 'examples' / 'README.md').read_text()
+    for needed in ('TUM RGB-D', 'Open3D', 'CC BY 4.0'):
+        assert needed in text
+    assert sorted(p.name for p in EXAMPLE.iterdir()) == ['metadata.yaml',
+                                                         'tum_rgbd_sample_mcap.mcap']
+
+
+def test_main_job_runs_as_written_offline_with_a_tiny_model(tmp_path, monkeypatch):
+    pytest.importorskip('onnxruntime', reason='the main job needs the onnxruntime extra')
+    pytest.importorskip('rosbags', reason='the main job needs the bag extra')
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.chdir(tmp_path)
+    _, bag = main_job()
+    model = tmp_path / bag[bag.index('--model') + 1]
+    tiny_metric_onnx(model)
+    # the example path is relative to the repository root, where the README is followed
+    args = [str(ROOT / a) if a == bag[2] else a for a in bag[1:]]
+    assert cli.main(args + ['--quiet']) == 0
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import get_typestore, Stores
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    with AnyReader([tmp_path / bag[3]], default_typestore=store) as reader:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        depth = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages()
+                 if c.topic == '/camera/color/depth/image']
+    assert topics['/camera/color/points'] == 'sensor_msgs/msg/PointCloud2'
+    assert len(depth) == 1 and depth[0].encoding == '32FC1'
+    metres = np.frombuffer(depth[0].data, np.float32)
+    assert np.isfinite(metres).mean() > 0.5 and 1.0 <= np.nanmin(metres[np.isfinite(metres)])
 
 
 @pytest.mark.slow
-def test_quickstart_runs_on_a_real_recording(tmp_path, shared_data, monkeypatch):
+def test_offline_export_then_main_job(tmp_path, monkeypatch):
     pytest.importorskip('transformers', reason='export needs the torch extra')
     pytest.importorskip('onnxruntime', reason='the bag run needs the onnxruntime extra')
     pytest.importorskip('rosbags', reason='the bag run needs the bag extra')
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
     monkeypatch.chdir(tmp_path)
-    export, bag = quickstart_commands()[1:]
-    # offline: the same architecture with random weights, at a small input size
-    assert cli.main(export[1:] + ['--random-weights', '--input-size', '70x56']) == 0
-    model = Path(export[export.index('--output') + 1])
-    assert model.is_file() and model.with_suffix('').with_suffix('.card.yaml').is_file() \
-        or Path(str(model)[:-len('.onnx')] + '.card.yaml').is_file()
-    recording = shared_data / 'bags' / 'tum_rgbd_sample_mcap'
-    args = [str(recording) if a == 'my_recording/' else a for a in bag[1:]]
+    offline = [c for block in bash_blocks() for c in block
+               if c[:2] == ['depth-node', 'export'] and '--random-weights' in c][0]
+    assert cli.main(offline[1:] + ['--input-size', '70x56']) == 0
+    _, bag = main_job()
+    args = [str(ROOT / a) if a == bag[2] else a for a in bag[1:]]
     assert cli.main(args + ['--quiet']) == 0
-    output = tmp_path / args[2]
-    from rosbags.highlevel import AnyReader
-    with AnyReader([output]) as reader:
-        topics = {c.topic: c.msgtype for c in reader.connections}
-    assert topics['/camera/color/depth/image'] == 'sensor_msgs/msg/Image'
-    assert topics['/camera/color/points'] == 'sensor_msgs/msg/PointCloud2'
+    assert (tmp_path / bag[3] / 'metadata.yaml').is_file()

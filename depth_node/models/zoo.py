@@ -368,12 +368,15 @@ def calibrate_output_layer(wrapper, size: tuple[int, int],
 def _hub_error(model: str, exc: Exception) -> ModelError:
     offline = os.environ.get('HF_HUB_OFFLINE', '') not in ('', '0')
     why = 'HF_HUB_OFFLINE is set' if offline else 'the hub is unreachable or the id is wrong'
+    hint = ('Check the id and your internet connection, or download the checkpoint once '
+            f'(hf download {model} --local-dir DIR) and pass DIR; for benchmarks and '
+            'tests that need no trained weights use --random-weights.')
+    if not offline:
+        hint += (' Without internet, set HF_HUB_OFFLINE=1 to fail at once instead of after '
+                 "the hub client's retries.")
     return ModelError(
         f'Cannot load the weights of {model!r} from the Hugging Face hub ({why}): '
-        f'{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}.',
-        'Check the id and your internet connection, or download the checkpoint once '
-        '(huggingface-cli download ID) and pass its local directory; for benchmarks and tests '
-        'that need no trained weights use --random-weights.')
+        f'{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else exc!r}.', hint)
 
 
 def _card_fields(entry: ZooEntry | None, config, size: tuple[int, int], source: str,
