@@ -16,7 +16,7 @@ setup(
         ('share/' + package_name, ['package.xml']),
         (os.path.join('share', package_name, 'launch'), glob('launch/*.launch.py')),
         (os.path.join('share', package_name, 'config'),
-         glob('config/*.yaml') + glob('config/*.rviz')),
+         glob('config/*.yaml') + glob('config/*.rviz') + glob('config/*.xml')),
         (os.path.join('share', package_name, 'config', 'models'), glob('config/models/*.yaml')),
     ],
     python_requires='>=3.10',
