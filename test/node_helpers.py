@@ -112,7 +112,8 @@ def camera_info(factory, stamp, frame_id='tum_rgb_optical_frame', width=640, hei
     p = np.array([kk[0], kk[1], kk[2], 0.0, kk[3], kk[4], kk[5], 0.0, 0.0, 0.0, 1.0, 0.0])
     return factory.CameraInfo(
         header=factory.header(*stamp, frame_id), height=height, width=width,
-        distortion_model='plumb_bob', d=factory.float64_array(np.zeros(5)), k=kk, r=np.eye(3).reshape(-1), p=p,
+        distortion_model='plumb_bob', d=factory.float64_array(np.zeros(5)), k=kk,
+        r=np.eye(3).reshape(-1), p=p,
         binning_x=0, binning_y=0,
         roi=factory.RegionOfInterest(x_offset=0, y_offset=0, height=0, width=0,
                                      do_rectify=False))

@@ -11,6 +11,7 @@ process (``ros2 run``, ``ros2 launch``, ``launch_test``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ import random
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ _DOMAIN_ID: int | None = None
 
 
 def domain_id() -> int:
-    """This test process's ROS_DOMAIN_ID (1-100, stable within the process)."""
+    """Return this test process's ROS_DOMAIN_ID (1-100, stable within the process)."""
     global _DOMAIN_ID
     if _DOMAIN_ID is None:
         _DOMAIN_ID = random.Random(os.getpid() ^ time.time_ns()).randint(1, 100)
@@ -67,8 +68,8 @@ class Graph:
 
     def __init__(self) -> None:
         rclpy = require_rclpy()
-        from rclpy.executors import MultiThreadedExecutor
         import depth_node.node as node_module
+        from rclpy.executors import MultiThreadedExecutor
         os.environ.update(isolated_env())
         self.rclpy = rclpy
         self.node_module = node_module
@@ -109,7 +110,7 @@ class Graph:
         return self.add(node)
 
     def plain_node(self, name: str, namespace: str | None = None) -> Any:
-        """A plain rclpy node on this graph."""
+        """Create a plain rclpy node on this graph."""
         kwargs = {'namespace': namespace} if namespace else {}
         return self.add(self.rclpy.create_node(name, context=self.context, **kwargs))
 
@@ -132,7 +133,7 @@ class Graph:
 
 @contextmanager
 def session() -> Iterator[Graph]:
-    """A real graph for a test module: yields the :class:`Graph`."""
+    """Start a real graph for a test module; yields the :class:`Graph`."""
     graph = Graph()
     try:
         yield graph
@@ -153,7 +154,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = ''
 
 
 def qos(kind: str = 'reliable', depth: int = 5) -> Any:
-    """reliable | best_effort | transient_local (reliable + transient local) QoS profiles."""
+    """Reliable | best_effort | transient_local (reliable + transient local) QoS profiles."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     if kind == 'best_effort':
         return QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -239,7 +240,8 @@ def log_lines(collector: Collector, node_name: str = 'depth_node', level: int | 
 class Camera:
     """A camera driver on the graph: image (raw or compressed), camera_info, sparse_depth."""
 
-    def __init__(self, graph: Graph, namespace: str | None = None, reliability: str = 'best_effort',
+    def __init__(self, graph: Graph, namespace: str | None = None,
+                 reliability: str = 'best_effort',
                  compressed: bool = False, image_topic: str = 'image',
                  info_topic: str = 'camera_info', sparse_topic: str = 'sparse_depth',
                  name: str = 'camera') -> None:
