@@ -13,15 +13,15 @@ copy into ``array.array('B')`` for rclpy, none for rosbags).
 
 from __future__ import annotations
 
-import array
 import os
 import sys
 import threading
 from typing import Any
 
 import cv2
+from depth_node.device import is_torch, payload_array
 from depth_node.errors import ImageFormatError, SizeMismatchError
-from depth_node.messages import numpy_byte_array, POINTFIELD_FLOAT32, rclpy_byte_array
+from depth_node.messages import POINTFIELD_FLOAT32
 import numpy as np
 
 _HOST_BIG_ENDIAN = sys.byteorder == 'big'
@@ -71,8 +71,8 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
-def _ray_planes(rays: np.ndarray, decimation: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def ray_planes(rays: np.ndarray, decimation: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Contiguous x/z, y/z (and z, unless all ones) planes of a (decimated) ray table.
 
     Camera ray tables are read-only and cached per camera, so their planes are computed once
@@ -122,22 +122,26 @@ def depth_to_cloud(depth_m: np.ndarray, rays: np.ndarray, rgb: np.ndarray | None
     :param max_range: depths above this (metres) become NaN points.
     :param out: optional preallocated ``(H', W', 3|4)`` float32 C-contiguous buffer.
     :returns: ``(H', W', 3)`` (xyz) or ``(H', W', 4)`` (xyz + packed rgb) float32; invalid
-        points have NaN x, y, z.
+        points have NaN x, y, z. A torch ``depth_m`` (the GPU path) is processed on its
+        device (:func:`depth_node.device.cloud`, same bytes) and the cloud copied once into
+        ``out`` (a new host array when None).
     :raises SizeMismatchError: depth, rays and rgb sizes differ.
     """
-    depth = np.asarray(depth_m)
-    if depth.ndim != 2 or depth.size == 0:
-        raise ImageFormatError(f'Depth map has shape {depth.shape}, expected (H, W) > 0.',
+    on_device = is_torch(depth_m)
+    depth = depth_m if on_device else np.asarray(depth_m)
+    if depth.ndim != 2 or (depth.numel() if on_device else depth.size) == 0:
+        raise ImageFormatError(f'Depth map has shape {tuple(depth.shape)}, expected (H, W) > 0.',
                                'Pass a non-empty single-channel depth map.')
     rays = np.asarray(rays)
-    if rays.ndim != 3 or rays.shape[2] != 3 or rays.shape[:2] != depth.shape:
+    if rays.ndim != 3 or rays.shape[2] != 3 or rays.shape[:2] != tuple(depth.shape):
         raise SizeMismatchError(
             f'Ray table shape {rays.shape} does not match the depth map {depth.shape}.',
             'Build the rays from the camera model at the depth map resolution '
             '(CameraModel.resized / matched_to_image).')
     if rgb is not None:
-        rgb = np.asarray(rgb)
-        if rgb.shape != depth.shape + (3,) or rgb.dtype != np.uint8:
+        rgb = rgb if is_torch(rgb) else np.asarray(rgb)
+        if tuple(rgb.shape) != tuple(depth.shape) + (3,) or str(rgb.dtype).split('.')[-1] \
+                != 'uint8':
             raise SizeMismatchError(
                 f'Colour image {rgb.dtype} {rgb.shape} does not match the depth map '
                 f'{depth.shape}: need (H, W, 3) uint8 RGB.',
@@ -146,18 +150,23 @@ def depth_to_cloud(depth_m: np.ndarray, rays: np.ndarray, rgb: np.ndarray | None
     if decimation < 1:
         raise ValueError(f'decimation must be >= 1, got {decimation}')
     channels = 3 if rgb is None else 4
-    sub = depth[::decimation, ::decimation]
-    shape = sub.shape
+    shape = cloud_shape(depth.shape, decimation)
+    if out is not None:
+        _check_out(out, shape + (channels,))
+    ranged = min_range is not None or max_range is not None
+    low = _TINY if min_range is None else max(float(min_range), _TINY)
+    high = _HUGE if max_range is None else min(float(max_range), _HUGE)
+    if on_device:
+        from depth_node import device
+        points = device.cloud(depth, rays, rgb, decimation, *((low, high) if ranged else ()))
+        return device.to_host(points, out)
     if out is None:
         out = np.empty(shape + (channels,), np.float32)
-    elif (out.shape != shape + (channels,) or out.dtype != np.float32
-          or not out.flags.c_contiguous):
-        raise ValueError(f'out must be a C-contiguous float32 array of shape '
-                         f'{shape + (channels,)}, got {out.dtype} {out.shape}')
+    sub = depth[::decimation, ::decimation]
     if sub.dtype != np.float32 or not sub.flags.c_contiguous:
         sub = np.ascontiguousarray(sub, dtype=np.float32)
     z = _scratch.plane('z', shape, np.float32)
-    if min_range is None and max_range is None:
+    if not ranged:
         # valid = finite and > 0, without a mask: negatives (and -Inf) -> 0, then
         # z * (z / z) is NaN for 0, +Inf and NaN and z itself elsewhere (two SIMD passes)
         np.maximum(sub, 0, out=z)
@@ -166,13 +175,11 @@ def depth_to_cloud(depth_m: np.ndarray, rays: np.ndarray, rgb: np.ndarray | None
             np.divide(z, z, out=ones)
         np.multiply(z, ones, out=z)
     else:
-        low = _TINY if min_range is None else max(float(min_range), _TINY)
-        high = _HUGE if max_range is None else min(float(max_range), _HUGE)
         # low <= d <= high (NaN compares false: invalid) keeps d, everything else is NaN
         valid = cv2.inRange(sub, low, high, dst=_scratch.plane('valid', shape, np.uint8))
         z.fill(np.nan)
         cv2.copyTo(sub, valid, z)
-    ray_x, ray_y, ray_z = _ray_planes(rays, decimation)
+    ray_x, ray_y, ray_z = ray_planes(rays, decimation)
     x = np.multiply(ray_x, z, out=_scratch.plane('x', shape, np.float32))
     y = np.multiply(ray_y, z, out=_scratch.plane('y', shape, np.float32))
     if ray_z is not None:   # NaN rays (or a general ray table): z = ray_z * depth
@@ -184,6 +191,12 @@ def depth_to_cloud(depth_m: np.ndarray, rays: np.ndarray, rgb: np.ndarray | None
         planes.append(packed.view(np.float32))
     cv2.merge(planes, dst=out)
     return out
+
+
+def _check_out(out: np.ndarray, shape: tuple[int, ...]) -> None:
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f'out must be a C-contiguous float32 array of shape {shape}, got '
+                         f'{out.dtype} {out.shape}')
 
 
 def cloud_shape(depth_shape: tuple[int, ...], decimation: int = 1) -> tuple[int, int]:
@@ -206,15 +219,8 @@ def cloud_buffer(factory: Any, depth_shape: tuple[int, ...], with_rgb: bool = Fa
         factory (then make_pointcloud2 copies with ``factory.byte_array``).
     """
     channels = 4 if with_rgb else 3
-    shape = cloud_shape(depth_shape, decimation) + (channels,)
-    nbytes = shape[0] * shape[1] * channels * 4
-    if factory.byte_array is rclpy_byte_array:
-        payload = array.array('B', b'\0') * nbytes     # malloc + memset, no Python loop
-        return np.frombuffer(payload, np.float32).reshape(shape), payload
-    buffer = np.empty(shape, np.float32)
-    if factory.byte_array is numpy_byte_array:
-        return buffer, numpy_byte_array(buffer)
-    return buffer, None
+    return payload_array(factory, cloud_shape(depth_shape, decimation) + (channels,),
+                         np.float32)
 
 
 def make_pointcloud2(factory: Any, header: Any, cloud: np.ndarray, payload: Any = None) -> Any:

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import cv2
+from depth_node.device import is_torch
 from depth_node.errors import CompressedImageError, ImageFormatError, UnsupportedEncodingError
 import numpy as np
 
@@ -370,19 +371,23 @@ def encode_depth(depth_m: np.ndarray, encoding: str = '32FC1') -> np.ndarray:
     contiguous). ``16UC1``: millimetres rounded to the nearest integer; NaN, +-Inf and
     values <= 0 become 0 (invalid); valid values are clipped to 1..65535.
 
-    :param depth_m: ``(H, W)`` depth in metres.
+    :param depth_m: ``(H, W)`` depth in metres; a torch tensor is encoded on its device
+        (the same values) and returned as a tensor.
     :param encoding: ``'32FC1'`` or ``'16UC1'``.
     """
-    depth = np.asarray(depth_m)
+    depth = depth_m if is_torch(depth_m) else np.asarray(depth_m)
     if depth.ndim != 2:
-        raise ImageFormatError(f'Depth map has shape {depth.shape}, expected (H, W).',
+        raise ImageFormatError(f'Depth map has shape {tuple(depth.shape)}, expected (H, W).',
                                'Pass a single-channel depth image.')
-    if encoding == '32FC1':
-        return np.ascontiguousarray(depth, dtype=np.float32)
-    if encoding != '16UC1':
+    if encoding not in ('32FC1', '16UC1'):
         raise UnsupportedEncodingError(
             f'Depth output encoding {encoding!r} is not supported.',
             "Use '32FC1' (metres) or '16UC1' (millimetres).")
+    if is_torch(depth):
+        from depth_node import device
+        return device.encode_depth(depth, encoding, _TINY, _HUGE)
+    if encoding == '32FC1':
+        return np.ascontiguousarray(depth, dtype=np.float32)
     depth = np.ascontiguousarray(depth, dtype=np.float32)
     if depth.size == 0:
         return np.zeros(depth.shape, np.uint16)
@@ -401,27 +406,41 @@ def make_image(factory: Any, header: Any, array: np.ndarray, encoding: str) -> A
 
     :param factory: a :class:`depth_node.messages.MessageFactory`.
     :param header: the ``std_msgs/Header`` (keep the input's stamp and frame_id).
-    :param array: ``(H, W)`` or ``(H, W, C)`` matching the encoding's dtype and channels.
+    :param array: ``(H, W)`` or ``(H, W, C)`` matching the encoding's dtype and channels; a
+        torch tensor (any device) is copied once, straight into the message payload.
     :param encoding: a supported raw encoding.
     """
     dtype, channels = layout_of(encoding)
-    array = np.asarray(array)
-    shape_ok = (array.ndim == 2 and channels == 1) or \
-        (array.ndim == 3 and array.shape[2] == channels) or \
-        (array.ndim == 3 and channels == 1 and array.shape[2] == 1)
-    if not shape_ok or array.dtype.kind != dtype.kind or array.dtype.itemsize != dtype.itemsize:
+    tensor = array if is_torch(array) else None
+    if tensor is None:
+        array = np.asarray(array)
+        given = array.dtype
+    else:
+        given = np.dtype(str(tensor.dtype).split('.')[-1])
+    shape = tuple(array.shape)
+    shape_ok = (len(shape) == 2 and channels == 1) or \
+        (len(shape) == 3 and shape[2] == channels) or \
+        (len(shape) == 3 and channels == 1 and shape[2] == 1)
+    if not shape_ok or given.kind != dtype.kind or given.itemsize != dtype.itemsize:
         raise ImageFormatError(
-            f'Array {array.dtype} {array.shape} does not fit encoding {encoding!r} '
+            f'Array {given} {shape} does not fit encoding {encoding!r} '
             f'({channels} x {dtype}).', 'Convert the array or choose the matching encoding.')
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ImageFormatError(f'Array shape {array.shape} has no pixels.',
+    if shape[0] == 0 or shape[1] == 0:
+        raise ImageFormatError(f'Array shape {shape} has no pixels.',
                                'Pass a non-empty image.')
-    array = np.ascontiguousarray(array, dtype=dtype.newbyteorder('='))
     height, width = array.shape[:2]
+    if tensor is not None:
+        from depth_node.device import payload_array, to_host
+        host, data = payload_array(factory, tuple(tensor.shape), dtype.newbyteorder('='))
+        to_host(tensor, host)
+        if data is None:
+            data = factory.byte_array(host)
+    else:
+        data = factory.byte_array(np.ascontiguousarray(array, dtype=dtype.newbyteorder('=')))
     return factory.Image(
         header=header, height=int(height), width=int(width), encoding=encoding,
         is_bigendian=int(_HOST_BIG_ENDIAN), step=int(width * channels * dtype.itemsize),
-        data=factory.byte_array(array))
+        data=data)
 
 
 def make_depth_image(factory: Any, header: Any, depth_m: np.ndarray,
@@ -458,7 +477,8 @@ def colorize_depth(depth_m: np.ndarray, min_depth: float | None = None,
                    max_depth: float | None = None, colormap: str = 'turbo') -> np.ndarray:
     """Return a false-colour ``(H, W, 3)`` uint8 RGB view of a depth map: near warm, far cold.
 
-    :param depth_m: ``(H, W)`` depth (metres or relative); NaN, +-Inf and <= 0 are black.
+    :param depth_m: ``(H, W)`` depth (metres or relative); NaN, +-Inf and <= 0 are black. A
+        torch tensor is coloured on its device and returned as a tensor (the same bytes).
     :param min_depth: depth shown warmest; None (or with max_depth 0, 0) = 2nd percentile.
     :param max_depth: depth shown coldest; None = 98th percentile of the valid values.
     :param colormap: ``turbo`` (default), ``viridis``, ``inferno``, ``magma``, ``plasma``,
@@ -466,10 +486,13 @@ def colorize_depth(depth_m: np.ndarray, min_depth: float | None = None,
     """
     if colormap not in _COLORMAPS:
         raise ValueError(f'Unknown colormap {colormap!r}; use one of {_supported(_COLORMAPS)}.')
-    depth = np.asarray(depth_m, dtype=np.float32)
+    depth = depth_m if is_torch(depth_m) else np.asarray(depth_m, dtype=np.float32)
     if depth.ndim != 2:
-        raise ImageFormatError(f'Depth map has shape {depth.shape}, expected (H, W).',
+        raise ImageFormatError(f'Depth map has shape {tuple(depth.shape)}, expected (H, W).',
                                'Pass a single-channel depth image.')
+    if is_torch(depth):
+        from depth_node import device
+        return device.colorize(depth, min_depth, max_depth, colormap, _COLORMAPS[colormap])
     with np.errstate(invalid='ignore'):
         valid = (depth > 0) & (depth < np.inf)
     out = np.zeros(depth.shape + (3,), np.uint8)

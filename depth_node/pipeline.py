@@ -25,6 +25,7 @@ from typing import Any
 
 from depth_node.camera import CameraModel
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
+from depth_node.device import float32_of, reciprocal
 from depth_node.errors import DepthNodeError, MissingCameraInfoError, SizeMismatchError
 from depth_node.images import (
     colorize_depth,
@@ -95,7 +96,12 @@ class PipelineConfig:
 
 @dataclass
 class FrameResult:
-    """What the pipeline computed for one frame."""
+    """What the pipeline computed for one frame.
+
+    ``depth`` and ``relative`` are numpy arrays, or torch tensors on the model's device when
+    the model runs the GPU path (:attr:`DepthModel.tensors`); :meth:`DepthPipeline.outputs`
+    takes both. ``rgb`` is the decoded host image.
+    """
 
     depth: np.ndarray | None
     relative: np.ndarray | None
@@ -122,13 +128,6 @@ class CameraState:
     converter: MetricConverter | None
     key: tuple = ()
     metric: MetricConfig | None = None
-
-
-def _as_numpy(array: Any) -> np.ndarray:
-    """Return a numpy array from a numpy array or a torch tensor (one device-to-host copy)."""
-    if isinstance(array, np.ndarray):
-        return array
-    return array.detach().cpu().numpy()
 
 
 def _camera_info_key(msg: Any) -> tuple:
@@ -376,10 +375,10 @@ class DepthPipeline:
         out: dict[str, Any] = {}
         config = self._config
         t0 = time.perf_counter()
-        depth = None if result.depth is None else _as_numpy(result.depth)
-        relative = None
-        if depth is None and result.relative is not None:
-            relative = _as_numpy(result.relative)
+        # numpy, or torch tensors on the model's device (the GPU path): the same functions
+        # compute on the device and copy each message's payload to the host once
+        depth = result.depth
+        relative = result.relative if depth is None else None
         if depth is not None:
             if 'depth/image' in want:
                 out['depth/image'] = make_depth_image(factory, header, depth,
@@ -387,16 +386,14 @@ class DepthPipeline:
             if 'depth/camera_info' in want:
                 out['depth/camera_info'] = result.camera.to_camera_info(factory, header)
         elif relative is not None and 'depth/relative' in want:
-            out['depth/relative'] = make_image(
-                factory, header, np.ascontiguousarray(relative, dtype=np.float32), '32FC1')
+            out['depth/relative'] = make_image(factory, header, float32_of(relative), '32FC1')
         if 'depth/colorized' in want:
             shown = depth
             if shown is None and relative is not None:
                 shown = relative
                 kind = getattr(getattr(self.model, 'card', None), 'output_kind', '')
                 if kind == 'relative_inverse_depth':
-                    with np.errstate(divide='ignore', invalid='ignore'):
-                        shown = np.reciprocal(relative, dtype=np.float32)
+                    shown = reciprocal(relative)
             if shown is not None:
                 lo = config.colorize_min_depth or None
                 hi = config.colorize_max_depth or None

@@ -108,8 +108,9 @@ def load_backend(model_path: Any, card: Any, backend: str = 'auto', *, precision
     :param allow_engine_build: False refuses to build an engine (only cached ones are used).
     :param self_test: run the card's golden self-test (strongly recommended).
     :param log: where to write what was chosen and why.
-    :param options: backend-specific extras (``providers``, ``intra_op_threads``, ``device``,
-        ``random_weights``, ``threads``).
+    :param options: backend-specific extras (``providers``, ``intra_op_threads``; torch:
+        ``device``, ``random_weights``, ``threads``, ``channels_last``, ``warmup``,
+        ``compile``).
     :raises BackendUnavailableError: the backend's dependencies are missing.
     :raises SelfTestError: the self-test failed (the backend is closed).
     """
@@ -130,7 +131,8 @@ def load_backend(model_path: Any, card: Any, backend: str = 'auto', *, precision
                                       engine_cache_dir=engine_cache_dir, log=log, **keep)
     else:
         from depth_node.backends.torch import TorchBackend
-        keep = {k: options[k] for k in ('device', 'random_weights', 'threads') if k in options}
+        keep = {k: options[k] for k in ('device', 'random_weights', 'threads', 'channels_last',
+                                        'warmup', 'compile') if k in options}
         instance = TorchBackend(model_path, card, precision=precision, log=log, **keep)
     if self_test:
         try:

@@ -1,9 +1,16 @@
-"""PyTorch (eager) backend, for development and for hosts without ONNX Runtime.
+"""PyTorch backend: for development, for hosts without ONNX Runtime, and the CUDA path.
 
 The network comes from :func:`depth_node.models.zoo.load_torch_model` (a zoo short name such as
 ``depth-anything-v2-small``, a hub id, or a local checkpoint folder) or from a TorchScript file
 (``.pt``, ``.ts``, ``.torchscript``, ``.jit``), or is given as a ``torch.nn.Module``. It runs on
 CUDA when available, else on the CPU.
+
+On CUDA: ``fp16`` runs under ``torch.autocast`` (matmuls and convolutions in fp16, the
+numerically sensitive ops - softmax, layer norm, reductions - kept in fp32 by autocast, as the
+engine builder keeps them), weights and activations in channels-last layout, cuDNN
+autotuning, a few warm-up runs when the model is loaded (at configure, not on the first frame),
+and numpy inputs uploaded through a pinned host buffer. ``compile=True`` wraps the module in
+``torch.compile`` (opt-in: long first run, not measured yet).
 """
 
 from __future__ import annotations
@@ -39,16 +46,22 @@ class TorchBackend(Backend):
 
     def __init__(self, model: Any, card: Any = None, *, device: str | None = None,
                  precision: str = 'fp32', random_weights: bool = False,
-                 threads: int | None = None, log: Callable[[str], Any] = print) -> None:
+                 threads: int | None = None, channels_last: bool | None = None,
+                 warmup: int | None = None, compile: bool = False,  # noqa: A002
+                 log: Callable[[str], Any] = print) -> None:
         """Load the module.
 
         :param model: zoo short name, hub id, checkpoint folder, TorchScript file, or an
             ``nn.Module`` mapping the normalised (1, 3, H, W) input to (1, H, W) depth.
         :param card: the model card; None takes the card the zoo returns.
         :param device: ``cuda`` or ``cpu`` (default: cuda when available).
-        :param precision: ``fp16`` runs the module in half precision on CUDA; the CPU runs fp32.
+        :param precision: ``fp16`` runs the module under fp16 autocast on CUDA (sensitive ops
+            stay fp32); the CPU runs fp32.
         :param random_weights: zoo models only: random weights (benchmarks, offline tests).
         :param threads: torch CPU threads (default: torch's own choice).
+        :param channels_last: channels-last memory format (default: on CUDA).
+        :param warmup: inference runs at load time (default: 3 on CUDA, 0 on the CPU).
+        :param compile: wrap the module in ``torch.compile`` (opt-in).
         """
         torch = require('torch', 'the torch backend')
         self._torch = torch
@@ -96,21 +109,59 @@ class TorchBackend(Backend):
         self.device = 'cuda' if device.startswith('cuda') else 'cpu'
         self._device = torch.device(device)
         self.precision = 'fp16' if (precision == 'fp16' and self.device == 'cuda') else 'fp32'
-        self._dtype = torch.float16 if self.precision == 'fp16' else torch.float32
-        self.module = module.eval().to(self._device, dtype=self._dtype) if not isinstance(
-            module, torch.jit.ScriptModule) else module.eval().to(self._device)
-        log(f'torch {torch.__version__}: {label} on {self.device} ({self.precision})')
+        on_cuda = self.device == 'cuda'
+        self.channels_last = on_cuda if channels_last is None else bool(channels_last)
+        scripted = isinstance(module, torch.jit.ScriptModule)
+        module = module.eval().to(self._device)
+        if not scripted:
+            module = module.float()
+            if self.channels_last:
+                module = module.to(memory_format=torch.channels_last)
+        if on_cuda:
+            torch.backends.cudnn.benchmark = True   # fixed input shape: autotune once
+        self.module = torch.compile(module) if compile else module
+        self._staging: Any = None
+        log(f'torch {torch.__version__}: {label} on {self.device} ({self.precision}'
+            f"{', channels-last' if self.channels_last else ''}"
+            f"{', compiled' if compile else ''})")
+        runs = (3 if on_cuda else 0) if warmup is None else int(warmup)
+        if runs > 0:
+            import numpy as np
+            dummy = np.zeros(tuple(self.card.input_shape()), np.float32)
+            for _ in range(runs):
+                self.infer(dummy)
+            if on_cuda:
+                torch.cuda.synchronize()
+
+    def _upload(self, array: Any) -> Any:
+        """Return a numpy input as a float32 tensor on the device (via a pinned buffer on CUDA)."""
+        torch = self._torch
+        src = torch.from_numpy(array)
+        if self.device != 'cuda':
+            return src.float()
+        if self._staging is None or self._staging.shape != src.shape:
+            self._staging = torch.empty(src.shape, dtype=torch.float32, pin_memory=True)
+        self._staging.copy_(src)
+        return self._staging.to(self._device, non_blocking=True)
 
     def infer(self, tensor: Any) -> Any:
-        """Run one input; numpy in -> numpy out on the CPU, torch tensor out on CUDA."""
+        """Run one input: a tensor stays a tensor on the device; numpy gives numpy on the CPU.
+
+        On CUDA the output is always a float32 tensor on the device.
+        """
         from depth_node.models.preprocess import output_to_2d
         torch = self._torch
-        x = torch.from_numpy(tensor) if not isinstance(tensor, torch.Tensor) else tensor
-        x = x.to(self._device, dtype=self._dtype, non_blocking=True)
-        with torch.inference_mode():
+        from_numpy = not isinstance(tensor, torch.Tensor)
+        x = self._upload(tensor) if from_numpy else tensor.to(
+            self._device, dtype=torch.float32, non_blocking=True)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(
+                device_type=self._device.type, dtype=torch.float16,
+                enabled=self.precision == 'fp16'):
             out = _first_tensor(self.module(x))
         out = output_to_2d(out).float()
-        if self.device == 'cpu':
+        if from_numpy and self.device == 'cpu':
             return out.numpy()
         return out
 

@@ -352,11 +352,13 @@ def postprocess_torch(output: Any, transform: Transform, interpolation: str = 'l
                       to_numpy: bool = True) -> Any:
     """:func:`postprocess` with torch on the output's device; one copy to the host at the end.
 
-    :param output: torch tensor that squeezes to (H_n, W_n).
+    :param output: torch tensor (or numpy array) that squeezes to (H_n, W_n).
     :param to_numpy: return a numpy array (else a torch tensor on the device).
     """
     import torch
     t = transform
+    if not isinstance(output, torch.Tensor):
+        output = torch.from_numpy(np.asarray(output))
     output = output_to_2d(output).float()
     px, py, rw, rh = _output_geometry(tuple(output.shape), t)
     ho, wo = output.shape

@@ -1,8 +1,10 @@
 """One depth network ready to run: preprocess -> backend.infer -> postprocess.
 
 :class:`DepthModel` keeps the preprocessing buffers and picks the GPU path (torch on the
-device) when the backend runs on CUDA, so the image is uploaded once and only the
-image-resolution result comes back. :func:`open_model` goes from a model path to a
+device) when the backend runs on CUDA: the image is uploaded once and the image-resolution
+result stays a tensor on the device, for the metric layer and the outputs to use there
+(:mod:`depth_node.device`); only the published messages come back to the host.
+:func:`open_model` goes from a model path to a
 :class:`DepthModel`: card (with overrides) -> backend (with self-test).
 """
 
@@ -35,31 +37,38 @@ class DepthModel:
     """
 
     def __init__(self, backend: Backend, card: ModelCard | None = None, *,
-                 output_interpolation: str = 'linear') -> None:
+                 output_interpolation: str = 'linear', tensors: bool | None = None) -> None:
         """Wrap a loaded backend and its card.
 
         :param backend: a loaded backend.
         :param card: its card (default ``backend.card``).
         :param output_interpolation: how the output is resized back to the image.
+        :param tensors: the GPU path: preprocess with torch on the backend's device and return
+            the raw output as a tensor there (default: when the backend runs on CUDA). True
+            with a CPU torch backend runs the same path on CPU tensors (tests, ``check-gpu
+            --device cpu``).
         """
         self.backend = backend
         self.card: ModelCard = card if card is not None else backend.card
         self.output_interpolation = output_interpolation
         self.on_gpu = str(backend.device).startswith('cuda')
+        self.tensors = self.on_gpu if tensors is None else bool(tensors)
         self._sync: Callable[[], Any] = lambda: None
-        if self.on_gpu:
-            import torch
+        if self.tensors:
             self._pre: Any = TorchPreprocessor(self.card, str(backend.device))
-            self._sync = torch.cuda.synchronize
+            if self.on_gpu:
+                import torch
+                self._sync = torch.cuda.synchronize
         else:
             self._pre = Preprocessor(self.card)
 
-    def predict(self, rgb: np.ndarray) -> tuple[np.ndarray, Transform, dict[str, float]]:
+    def predict(self, rgb: np.ndarray) -> tuple[Any, Transform, dict[str, float]]:
         """Run the network on one RGB image.
 
         :param rgb: (H, W, 3) uint8 RGB image (ImageFormatError otherwise).
         :returns: the raw model output at image resolution ((H, W) float32 in the units of
-            ``card.output_kind``; NaN where ``keep_aspect_crop`` cut the image), the
+            ``card.output_kind``; NaN where ``keep_aspect_crop`` cut the image; a torch
+            tensor on the backend's device on the GPU path, see ``tensors``), the
             preprocessing :class:`Transform`, and the timings ``preprocess_ms``,
             ``inference_ms``, ``postprocess_ms``.
         """
@@ -69,8 +78,9 @@ class DepthModel:
         output = self.backend.infer(tensor)
         self._sync()
         t2 = time.perf_counter()
-        if self.on_gpu and hasattr(output, 'is_cuda'):
-            raw = postprocess_torch(output, transform, self.output_interpolation)
+        if self.tensors:
+            raw = postprocess_torch(output, transform, self.output_interpolation,
+                                    to_numpy=False)
         else:
             raw = postprocess(output, transform, self.output_interpolation)
         t3 = time.perf_counter()
