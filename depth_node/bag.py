@@ -13,9 +13,12 @@ rate-limited message and counted by reason; every good frame is processed and wr
 
 Exit status: 0 every readable frame was processed; 3 some frames were skipped for bad input
 (the summary counts them by reason) or the bag became unreadable part way (truncated or
-corrupt: the output holds what was done); 4 nothing could be processed; 2 usage or
-configuration error (checked before the model loads, an unreadable bag included); 130
-interrupted (Ctrl-C; the output bag is still closed and valid).
+corrupt: the output holds what was done); 4 nothing could be processed; 5 metres were asked
+for (a scale source, or a metric model) but not one frame written is metric; 2 usage or
+configuration error (checked before the model loads, an unreadable bag included); 130, 143,
+129 interrupted by SIGINT (Ctrl-C), SIGTERM (``timeout``, ``kill``, ``docker stop``,
+systemd), SIGHUP: the output is closed and valid, with what was done, and the summary is
+printed.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ import argparse
 from bisect import bisect_left
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 import json
 import math
 from pathlib import Path
 import re
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -63,7 +69,14 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_SKIPPED = 3
 EXIT_NOTHING = 4
-EXIT_INTERRUPTED = 130
+EXIT_NOT_METRIC = 5
+EXIT_INTERRUPTED = 130      # SIGINT (Ctrl-C): 128 + 2
+EXIT_TERMINATED = 143       # SIGTERM: 128 + 15
+EXIT_HANGUP = 129           # SIGHUP: 128 + 1
+#: exit status of a run stopped by each signal (the shell's 128 + signal number)
+SIGNAL_EXIT = {'SIGINT': EXIT_INTERRUPTED, 'SIGTERM': EXIT_TERMINATED, 'SIGHUP': EXIT_HANGUP}
+#: relative-only reason of a run that asked for no metric scale (not a failure)
+NO_SCALE_ASKED = 'no scale source (scale_source none)'
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.m4v', '.mpg', '.mpeg')
@@ -75,9 +88,13 @@ exit status:
        the bag became unreadable part way (truncated/corrupt): the output bag is valid and
        holds the frames before that point (summary: read_error)
   4    nothing could be processed (no frame written; the output bag is still valid)
+  5    not one metric frame written although metres were asked for (a scale source or
+       a metric model): no sparse depth paired, floor rejected, ...; the summary says why
   2    usage or configuration error (bad option, model or card, a bag that cannot be
        opened, two image topics for one output namespace, a bad --rgb-topic)
-  130  interrupted (Ctrl-C): the output bag holds what was done and is valid
+  130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (timeout, kill, docker stop,
+       systemd), 129 by SIGHUP: the output holds what was done and is valid; the
+       summary is printed
 
 pairing: an image uses the camera_info with exactly its header stamp, else the latest
 camera_info stamped before it; --sparse-depth-topic messages pair by exact stamp.
@@ -92,6 +109,47 @@ outputs per camera go under the camera namespace (the image topic's parent):
   model without scale), <ns>/depth/colorized (with --colorized); stamps and frame_id of the
   input image, message log time = the input image's log time.
 """
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C would raise KeyboardInterrupt."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.signal_name = name
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` (handled like Ctrl-C) in this block.
+
+    Only the first signal raises: a second one while the output is being closed is ignored,
+    so the bag is always finished. The previous handlers come back afterwards. Outside the
+    main thread (where Python cannot set handlers) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        if raised:
+            return
+        raised.append(signum)
+        raise Terminated(signal.Signals(signum).name)
+
+    names = [n for n in ('SIGTERM', 'SIGHUP') if hasattr(signal, n)]
+    previous = {n: signal.signal(getattr(signal, n), handler) for n in names}
+    try:
+        yield
+    finally:
+        for name, old in previous.items():
+            signal.signal(getattr(signal, name), old)
+
+
+def _interrupted(summary: Any, exc: KeyboardInterrupt) -> None:
+    summary.interrupted = True
+    summary.signal = getattr(exc, 'signal_name', 'SIGINT')
 
 
 class OutOfOrderStampError(InputError):
@@ -350,8 +408,11 @@ class Summary:
     frames_read: int = 0
     frames_processed: int = 0
     frames_written: int = 0
+    frames_metric: int = 0
     frames_relative_only: int = 0
     relative_only_reasons: dict[str, int] = field(default_factory=dict)
+    #: per reason, the last message with its numbers (``relative_only_reasons`` counts alike)
+    relative_only_examples: dict[str, str] = field(default_factory=dict)
     frames_skipped_every: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     messages_written: dict[str, int] = field(default_factory=dict)
@@ -360,8 +421,15 @@ class Summary:
     wall_s: float = 0.0
     inference_fraction: float = 0.0
     interrupted: bool = False
+    signal: str = ''   # SIGINT, SIGTERM or SIGHUP when interrupted
     read_error: str = ''
     exit_status: int = EXIT_OK
+
+    @property
+    def not_metric(self) -> bool:
+        """Whether metres were asked for and not one frame written is metric."""
+        return bool(self.frames_written and not self.frames_metric and any(
+            reason != NO_SCALE_ASKED for reason in self.relative_only_reasons))
 
     @property
     def skipped_total(self) -> int:
@@ -376,8 +444,8 @@ class Summary:
 
     def format(self) -> str:  # noqa: A003
         """Human-readable summary for stderr."""
-        lines = [f'{self.input} -> {self.output}' + ('  (INTERRUPTED)' if self.interrupted
-                                                     else '')]
+        lines = [f'{self.input} -> {self.output}' + (f'  (INTERRUPTED by {self.signal})'
+                                                     if self.interrupted else '')]
         lines.append(f'frames: {self.frames_read} read, {self.frames_written} written, '
                      f'{self.skipped_total} skipped for bad input'
                      + (f', {self.frames_skipped_every} left out by --every'
@@ -387,7 +455,13 @@ class Summary:
         for kind, count in sorted(self.skipped.items()):
             lines.append(f'  skipped {kind}: {count}')
         for reason, count in sorted(self.relative_only_reasons.items()):
-            lines.append(f'  relative only, {reason}: {count}')
+            example = self.relative_only_examples.get(reason, '')
+            lines.append(f'  relative only, {reason}: {count}'
+                         + (f' (last: {example})' if example and example != reason else ''))
+        if self.not_metric:
+            lines.append('NOT ONE METRIC FRAME: metres were asked for, but every frame written '
+                         'is relative only (see the reasons above); exit status '
+                         f'{EXIT_NOT_METRIC}.')
         if self.read_error:
             lines.append(f'INPUT UNREADABLE from there on, stopped early: {self.read_error}')
         if self.stage_ms:
@@ -434,9 +508,11 @@ class _Stats:
 
 def _exit_status(summary: Summary) -> int:
     if summary.interrupted:
-        return EXIT_INTERRUPTED
+        return SIGNAL_EXIT.get(summary.signal, EXIT_INTERRUPTED)
     if summary.frames_written == 0:
         return EXIT_NOTHING
+    if summary.not_metric:
+        return EXIT_NOT_METRIC
     if summary.skipped_total or summary.read_error:
         return EXIT_SKIPPED
     return EXIT_OK
@@ -489,11 +565,14 @@ class _FrameSink:
         timings.update(extra)
         self.stats.add(timings)
         report = result.scale
+        self.summary.frames_metric += bool(result.metric)
         if not result.metric:
             self.summary.frames_relative_only += 1
             reason = relative_only_reason(report)
             reasons = self.summary.relative_only_reasons
             reasons[reason] = reasons.get(reason, 0) + 1
+            self.summary.relative_only_examples[reason] = relative_only_reason(report,
+                                                                               numbers=True)
         elif report is not None and report.accepted and report.source not in ('model', 'none') \
                 and math.isfinite(report.scale):
             self.stats.scales.append(float(report.scale))
@@ -504,8 +583,10 @@ _NO_SCALE = re.compile(r'^no metric scale \((?P<source>[^)]*)\): (?P<why>.*?)'
 _NUMBER = re.compile(r'(?<![A-Za-z_])[-+]?\d+(\.\d+)?(e[-+]?\d+)?')
 
 
-def relative_only_reason(report: Any) -> str:
+def relative_only_reason(report: Any, numbers: bool = False) -> str:
     """Return a short key of why a frame got no metric scale (numbers as N, to count alike).
+
+    With ``numbers`` the numbers are kept (the message as it was, for the summary).
 
     From the metric layer's ``ScaleReport.message``: ``'no scale source (scale_source
     none)'``, ``'sparse_depth: no sparse depth image for this frame'``, ``'ground_plane: only
@@ -522,7 +603,7 @@ def relative_only_reason(report: Any) -> str:
         reason = f"{match.group('source')}: {match.group('why')}"
     else:
         reason = f'{source}: {message}' if source and message else (message or 'unknown')
-    return _NUMBER.sub('N', reason)
+    return reason if numbers else _NUMBER.sub('N', reason)
 
 
 # -- bags -------------------------------------------------------------------------------------
@@ -1026,8 +1107,8 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
             summary.read_error = str(exc)
             log(f'error: {exc}')
             flush_pending()
-        except KeyboardInterrupt:
-            summary.interrupted = True
+        except KeyboardInterrupt as exc:
+            _interrupted(summary, exc)
         finally:
             summary.wall_s = round(time.perf_counter() - t_start, 3)
             if progress is not None:
@@ -1150,8 +1231,8 @@ def process_files(options: Options, pipeline: Any, kind: str, factory: Any | Non
             summary.frames_written += 1
             sink.account(result, {'read_ms': read_ms,
                                   'write_ms': (time.perf_counter() - t0) * 1e3})
-    except KeyboardInterrupt:
-        summary.interrupted = True
+    except KeyboardInterrupt as exc:
+        _interrupted(summary, exc)
     finally:
         summary.wall_s = round(time.perf_counter() - t_start, 3)
         if progress is not None:
@@ -1187,10 +1268,11 @@ def run(args: argparse.Namespace) -> int:
             select_rgb_topic(options, topics)
     pipeline = build_pipeline(options)
     try:
-        if kind in ('ros1', 'rosbag2'):
-            summary = process_bag(options, pipeline)
-        else:
-            summary = process_files(options, pipeline, kind)
+        with signals_as_interrupt():
+            if kind in ('ros1', 'rosbag2'):
+                summary = process_bag(options, pipeline)
+            else:
+                summary = process_files(options, pipeline, kind)
     finally:
         model = getattr(pipeline, 'model', None)
         if model is not None and hasattr(model, 'close'):

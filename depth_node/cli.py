@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from depth_node import __version__
@@ -70,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     except DepthNodeError as exc:
         print(f'depth-node {args.command}: error: {exc}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f'depth-node {args.command}: interrupted', file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM/SIGHUP where a tool turns them so
+        name = getattr(exc, 'signal_name', 'SIGINT')
+        print(f'depth-node {args.command}: interrupted ({name})', file=sys.stderr)
+        return 128 + int(getattr(signal, name, signal.SIGINT))
 
 
 if __name__ == '__main__':

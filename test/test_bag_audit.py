@@ -168,19 +168,28 @@ def test_sparse_depth_without_topic_is_a_usage_error(tmp_path, tum, model, no_mo
     assert 'Add --sparse-depth-topic TOPIC' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('options,reason', [
-    ([], 'no scale source (scale_source none)'),
-    (['--scale-source', 'ground_plane', '--camera-height', '1.2'], 'ground_plane: '),
+@pytest.mark.parametrize('options,reason,status', [
+    ([], 'no scale source (scale_source none)', bag.EXIT_OK),
+    # metres asked for, none written: its own exit status, the numbers in the summary
+    (['--scale-source', 'ground_plane', '--camera-height', '1.2'], 'ground_plane: ',
+     bag.EXIT_NOT_METRIC),
 ])
-def test_relative_only_reasons_counted(tmp_path, tum, model, capsys, options, reason):
+def test_relative_only_reasons_counted(tmp_path, tum, model, capsys, options, reason, status):
     summary_file = tmp_path / 's.json'
     assert main(['bag', str(tum), str(tmp_path / 'out'), '--model', str(model), '--quiet',
-                 '--json-summary', str(summary_file), *options]) == 0
-    reasons = json.loads(summary_file.read_text())['relative_only_reasons']
+                 '--json-summary', str(summary_file), *options]) == status
+    summary = json.loads(summary_file.read_text())
+    reasons = summary['relative_only_reasons']
     assert len(reasons) == 1 and sum(reasons.values()) == 1
     key = next(iter(reasons))
     assert key.startswith(reason) and not any(ch.isdigit() for ch in key.replace('_', ''))
-    assert f'relative only, {key}: 1' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f'relative only, {key}: 1' in err
+    assert summary['exit_status'] == status
+    if status == bag.EXIT_NOT_METRIC:
+        example = summary['relative_only_examples'][key]
+        assert any(ch.isdigit() for ch in example) and f'(last: {example})' in err
+        assert 'NOT ONE METRIC FRAME' in err
 
 
 def test_relative_only_reason_keys():
