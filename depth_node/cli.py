@@ -2,7 +2,8 @@
 
 Subcommands: ``bag`` (offline processing of recorded bags, images and videos), ``export``
 (ONNX export of depth networks with their model card), ``build-engine`` (TensorRT engines),
-``evaluate`` (depth metrics against ground truth) and ``bench`` (per-stage timings).
+``evaluate`` (depth metrics against ground truth), ``bench`` (per-stage timings) and
+``check-gpu`` (the GPU path measured, one JSON object).
 Each subcommand lives in its own module, imported only when the command line asks for it, so
 ``depth-node --help`` needs neither torch nor TensorRT nor rosbags.
 """
@@ -37,6 +38,7 @@ SUBCOMMANDS = {
     'build-engine': ('depth_node.models.engine', 'build a TensorRT engine from an ONNX file'),
     'evaluate': ('depth_node.evaluate', 'compare predicted depth with ground truth'),
     'bench': ('depth_node.bench', 'measure per-stage timings'),
+    'check-gpu': ('depth_node.gpucheck', 'measure the GPU path (one JSON object)'),
 }
 
 

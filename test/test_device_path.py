@@ -214,3 +214,57 @@ def test_pipeline_messages_equal_the_numpy_path(device, case, settings, humble_f
         for name in ('height', 'width', 'step', 'encoding', 'point_step', 'row_step',
                      'is_dense', 'is_bigendian'):
             assert getattr(got[key], name, None) == getattr(msg, name, None), (key, name)
+
+
+class Net(torch.nn.Module):
+    """A small conv net: (1, 3, H, W) -> (1, H, W) positive output; counts its calls."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = torch.nn.LayerNorm(4)
+        self.head = torch.nn.Conv2d(4, 1, 1)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        y = self.conv(x)
+        y = self.norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return torch.nn.functional.softplus(self.head(y))[:, 0] + 0.5
+
+
+def test_torch_backend_speed_options_keep_the_result():
+    from depth_node.backends.torch import TorchBackend
+    model_card = card(network_image_width=28, network_image_height=21)
+    x = np.random.default_rng(0).standard_normal((1, 3, 21, 28)).astype(np.float32)
+    plain = TorchBackend(Net(), model_card, device='cpu', log=lambda m: None)
+    assert plain.module.calls == 0                       # CPU: no warm-up by default
+    net = Net()
+    fast = TorchBackend(net, model_card, device='cpu', precision='fp16', channels_last=True,
+                        warmup=2, log=lambda m: None)
+    assert net.calls == 2                                # warm-up at load (configure)
+    assert fast.precision == 'fp32' and fast.channels_last   # the CPU computes fp32
+    expected = plain.infer(x)
+    assert isinstance(expected, np.ndarray) and expected.shape == (21, 28)
+    got = fast.infer(torch.from_numpy(x))               # a tensor stays a tensor
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_depth_model_gpu_path_returns_device_tensors():
+    from depth_node.backends.torch import TorchBackend
+    from depth_node.models.runner import DepthModel
+    model_card = card(network_image_width=28, network_image_height=21,
+                      output_kind='metric_depth')
+    backend = TorchBackend(Net(), model_card, device='cpu', log=lambda m: None)
+    rgb = rgb_image()
+    host = DepthModel(backend, model_card)
+    device = DepthModel(backend, model_card, tensors=True)
+    assert not host.tensors and device.tensors
+    expected, transform, _ = host.predict(rgb)
+    got, same_transform, timings = device.predict(rgb)
+    assert isinstance(got, torch.Tensor) and tuple(got.shape) == (H, W)
+    assert same_transform == transform and timings['inference_ms'] >= 0
+    # torch resizes in float, OpenCV in fixed point: close, not bit-identical
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0.05)

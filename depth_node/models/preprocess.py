@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, TYPE_CHECKING
+import warnings
 
 import cv2
 from depth_node.errors import ImageFormatError
@@ -324,7 +325,9 @@ class TorchPreprocessor:
         t = self._transforms.get(key)
         if t is None:
             t = self._transforms[key] = compute_transform(key[0], key[1], self.card)
-        src = torch.from_numpy(np.ascontiguousarray(rgb))
+        with warnings.catch_warnings():   # a read-only image (a message view) is only read
+            warnings.simplefilter('ignore', UserWarning)
+            src = torch.from_numpy(np.ascontiguousarray(rgb))
         if self.device.type == 'cuda':
             # one pinned staging buffer per image size: a fast asynchronous upload
             host = self._staging.get(rgb.shape)
