@@ -204,13 +204,20 @@ def _bool_zeros(x: Any) -> Any:
     return np.zeros(x.shape, dtype=bool)
 
 
+def _fill(x: Any, mask: Any, value: float) -> None:
+    """Set ``x[mask] = value`` in place; on torch with ``masked_fill_`` (no host sync)."""
+    if _is_torch(x):
+        x.masked_fill_(mask, value)
+    else:
+        x[mask] = value
+
+
 def _float32(x: Any) -> Any:
     """Return a float32 copy of the map (numpy or torch, same device), non-finite values -> NaN."""
     if _is_torch(x):
         import torch
         out = x.to(dtype=torch.float32, copy=True)
-        out[~torch.isfinite(out)] = float('nan')
-        return out
+        return out.masked_fill_(~torch.isfinite(out), float('nan'))
     out = np.array(x, dtype=np.float32, copy=True)
     out[~np.isfinite(out)] = np.nan
     return out
@@ -242,11 +249,11 @@ def apply_validity(depth: Any, min_range: float, max_range: float,
         non_positive = (depth <= 0) & (depth != -inf)
         near = (depth > 0) & (depth < min_range)
         far = depth > max_range
-        depth[non_positive] = nan
-        depth[near] = near_value
-        depth[far] = inf
+        _fill(depth, non_positive, nan)
+        _fill(depth, near, near_value)
+        _fill(depth, far, inf)
         if too_close == 'nan':
-            depth[depth == -inf] = nan
+            _fill(depth, depth == -inf, nan)
     return depth
 
 
@@ -275,7 +282,7 @@ def edge_filter(depth: Any, threshold: float) -> Any:
         jump = usable[a_sl] & usable[b_sl] & ((hi - lo) > threshold * lo)
         mask[a_sl] |= jump & (a > b)
         mask[b_sl] |= jump & (b > a)
-    depth[mask] = float('nan')
+    _fill(depth, mask, float('nan'))
     return depth
 
 
@@ -609,9 +616,9 @@ class MetricConverter:
             # 1/depth <= 0 means "farther than infinity" (sky): +Inf, beyond range
             with np.errstate(divide='ignore', invalid='ignore'):
                 beyond = depth <= 0
-                depth[beyond] = float('nan')  # placeholder, reciprocal below keeps NaN
+                _fill(depth, beyond, float('nan'))  # placeholder, the reciprocal keeps NaN
                 depth = _reciprocal_(depth)
-                depth[beyond] = float('inf')
+                _fill(depth, beyond, float('inf'))
         return self._finish(depth), None, report
 
     # -- internals ------------------------------------------------------------------------
