@@ -102,12 +102,24 @@ class Graph:
         overrides.setdefault('autostart', False)
         overrides.setdefault('model_file_path', 'zoo-model')
         namespace = overrides.pop('namespace', None)
+        spin = overrides.pop('spin', True)
         kwargs = {'namespace': namespace} if namespace else {}
+        if overrides.get('cli_args') is not None:
+            kwargs['cli_args'] = overrides.pop('cli_args')
+        overrides.pop('cli_args', None)
         node = self.node_module.DepthNode(
             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
             model_opener=opener_for(model) if model is not None else None,
             context=self.context, **kwargs)
+        if not spin:    # spun later with :meth:`spin` (e.g. to watch autostart from the start)
+            self._nodes.append(node)
+            return node
         return self.add(node)
+
+    def spin(self, node: Any) -> Any:
+        """Start spinning a node made with ``depth_node(..., spin=False)``; returns it."""
+        self.executor.add_node(node)
+        return node
 
     def plain_node(self, name: str, namespace: str | None = None) -> Any:
         """Create a plain rclpy node on this graph."""
@@ -171,6 +183,7 @@ CLASSES = {
     'PointCloud2': ('sensor_msgs.msg', 'PointCloud2'),
     'DiagnosticArray': ('diagnostic_msgs.msg', 'DiagnosticArray'),
     'Log': ('rcl_interfaces.msg', 'Log'),
+    'TransitionEvent': ('lifecycle_msgs.msg', 'TransitionEvent'),
 }
 
 
@@ -192,7 +205,8 @@ class Collector:
         self._cond = threading.Condition()
         self.subs = {}
         for topic, cls in topics.items():
-            profile = qos('reliable', 1000) if cls == 'Log' else qos(reliability)
+            # /rosout is transient local (depth 1000): lines logged before discovery arrive too
+            profile = qos('transient_local', 1000) if cls == 'Log' else qos(reliability)
             self.subs[topic] = self.node.create_subscription(
                 message_class(cls), topic, lambda msg, t=topic: self._got(t, msg), profile)
 
@@ -226,6 +240,19 @@ class Collector:
         """Wait until ``topic`` is matched by at least one publisher (discovery is done)."""
         sub = self.subs[topic]
         wait_for(lambda: sub.get_publisher_count() > 0, timeout, f'a publisher of {topic}')
+
+
+def sync_rosout(collector: Collector, node: Any, timeout: float = 10.0) -> None:
+    """Log a probe line from ``node`` and wait for it on ``/rosout``.
+
+    Lines of one node arrive in order: afterwards every line it logged before is in
+    ``collector`` (so a count of lines is final).
+    """
+    probe = f'rosout probe {time.monotonic_ns()}'
+    node.get_logger().info(probe)
+    name = node.get_name()
+    collector.wait('/rosout', 1, timeout, where=lambda m: m.msg == probe
+                   and m.name.split('.')[-1] == name)
 
 
 def log_lines(collector: Collector, node_name: str = 'depth_node', level: int | None = None,

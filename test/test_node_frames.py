@@ -1,30 +1,32 @@
-"""DepthNode on the rclpy STAND-IN: real frames in, outputs out.
+"""DepthNode on a real ROS 2 graph (rclpy, Fast DDS): real frames in, outputs out.
 
-Covers stamps, laziness, staleness, sync policies, transports and diagnostics. Published
-messages are real rosbags objects that the stand-in serialized to CDR on the way.
+Covers stamps, laziness, staleness, sync policies, transports and diagnostics. The node, a
+camera and collectors are nodes of one in-process graph (:mod:`ros_graph`): every message
+crosses DDS, callbacks run on executor threads and timers fire on their own.
 """
 
 from __future__ import annotations
 
+import array
 import time
 
 import numpy as np
 import pytest
+import ros_graph
 
-pytest.importorskip('rosbags', reason='the rclpy stand-in builds messages with rosbags')
+ros_graph.require_rclpy()
 cv2 = pytest.importorskip('cv2')
 
-import rclpy_standin  # noqa: E402
-from rclpy_standin import fire_timers, harness  # noqa: E402
+import node_helpers as helpers  # noqa: E402, I100
 
 OUTPUTS = {'depth/image': 'Image', 'depth/camera_info': 'CameraInfo', 'points': 'PointCloud2',
            'depth/colorized': 'Image', 'depth/relative': 'Image'}
 
 
 @pytest.fixture(scope='module')
-def ros():
-    with harness.standin_session() as node_module:
-        yield node_module
+def graph():
+    with ros_graph.session() as g:
+        yield g
 
 
 @pytest.fixture(scope='module')
@@ -35,72 +37,104 @@ def tum_rgb(shared_data):
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
+class World:
+    """The nodes of one test on the module's graph."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.factory = graph.factory
+
+    def node(self, model=None, **overrides):
+        return self.graph.depth_node(model=model, **overrides)
+
+    def start(self, node):
+        assert node.trigger_configure().name == 'SUCCESS'
+        assert node.trigger_activate().name == 'SUCCESS'
+        return node
+
+    def camera(self, **kw):
+        return ros_graph.Camera(self.graph, **kw)
+
+    def collector(self, topics, **kw):
+        return ros_graph.Collector(self.graph, topics, **kw)
+
+    def connect(self, node, cam=None, col=None, sparse=False):
+        """Wait for discovery: the camera reaches the node, the node's outputs the collector."""
+        if cam is not None:
+            cam.wait_for_subscribers(sparse=sparse)
+        if col is not None:
+            for topic in col.subs:
+                if topic in node._outputs:
+                    col.wait_for_publishers(topic)
+                    pub = node._outputs[topic]
+                    ros_graph.wait_for(lambda p=pub: p.get_subscription_count() > 0,
+                                       what=f'the node to see the subscriber of {topic}')
+
+    def send(self, cam, rgb, stamp, info=True, frame_id='tum_rgb_optical_frame', **kw):
+        cam.image_pub.publish(helpers.rgb_image(self.factory, rgb, stamp, frame_id))
+        if info:
+            cam.info_pub.publish(helpers.camera_info(self.factory, stamp, frame_id, **kw))
+
+
 @pytest.fixture
-def world(ros, humble_factory):
+def world(graph):
     """Create nodes, a camera and collectors; tears everything down."""
-    from rclpy import _graph
-    from rclpy.parameter import Parameter
-    made = []
-
-    class World:
-        factory = humble_factory
-
-        def node(self, model=None, cli_args=None, **overrides):
-            overrides.setdefault('autostart', False)
-            overrides.setdefault('model_file_path', 'zoo-model')
-            params = [Parameter(k, value=v) for k, v in overrides.items()]
-            opener = harness.opener_for(model) if model is not None else None
-            node = ros.DepthNode(parameter_overrides=params, model_opener=opener,
-                                 cli_args=cli_args)
-            made.append(node)
-            return node
-
-        def start(self, node):
-            assert node.trigger_configure().name == 'SUCCESS'
-            assert node.trigger_activate().name == 'SUCCESS'
-            return node
-
-        def camera(self, **kw):
-            cam = harness.Camera(**kw)
-            made.append(cam.node)
-            return cam
-
-        def collector(self, topics, **kw):
-            col = harness.Collector(topics, **kw)
-            made.append(col.node)
-            return col
-
-        def send(self, cam, rgb, stamp, info=True, frame_id='tum_rgb_optical_frame', **kw):
-            cam.image_pub.publish(harness.rgb_image(self.factory, rgb, stamp, frame_id))
-            if info:
-                cam.info_pub.publish(harness.camera_info(self.factory, stamp, frame_id, **kw))
-
-    yield World()
-    for n in made:
-        n.destroy_node()
-    _graph.GRAPH.reset()
+    yield World(graph)
+    graph.remove_all()
 
 
 def stamp_tuple(msg):
     return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
-def test_real_onnx_model_outputs_keep_stamp_and_frame(world, tum_rgb, tmp_path):
+def images_received(node):
+    return int(node.diagnostics_report().as_dict()['images received'])
+
+
+class SlowAssignments:
+    """Record payload assignments of anything but ``array.array``.
+
+    That is rclpy's slow path: element-by-element validation and a copy.
+    """
+
+    FIELDS = (('Image', 'data'), ('PointCloud2', 'data'), ('CameraInfo', 'd'))
+
+    def __init__(self, monkeypatch):
+        self.slow = []
+        for cls_name, field in self.FIELDS:
+            cls = ros_graph.message_class(cls_name)
+            prop = getattr(cls, field)
+
+            def setter(msg, value, prop=prop, where=(cls_name, field)):
+                if not isinstance(value, array.array):
+                    self.slow.append((*where, type(value).__name__))
+                prop.fset(msg, value)
+            monkeypatch.setattr(cls, field, property(prop.fget, setter))
+
+
+def test_real_onnx_model_outputs_keep_stamp_and_frame(world, tum_rgb, tmp_path, monkeypatch):
     pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
     from depth_node.clouds import pointcloud2_to_array
     from depth_node.images import depth_to_metres
-    path = harness.build_tiny_onnx(tmp_path / 'tiny.onnx')
+    path = helpers.build_tiny_onnx(tmp_path / 'tiny.onnx')
     node = world.start(world.node(model_file_path=str(path), backend='onnxruntime',
                                   min_range=0.1, max_range=20.0, edge_threshold=0.0))
     col = world.collector(dict(OUTPUTS))
     cam = world.camera()
-    stamp = harness.now_stamp()
+    world.connect(node, cam, col)
+    slow = SlowAssignments(monkeypatch)
+    published = []
+    for suffix, pub in node._outputs.items():
+        original = pub.publish
+        monkeypatch.setattr(pub, 'publish', lambda msg, s=suffix, o=original:
+                            (published.append((s, msg)), o(msg))[1])
+    stamp = helpers.now_stamp()
     world.send(cam, tum_rgb, stamp)
     depth_msg = col.wait('depth/image')[0]
     info_msg = col.wait('depth/camera_info')[0]
     cloud_msg = col.wait('points')[0]
     colour_msg = col.wait('depth/colorized')[0]
-    time.sleep(0.05)
+    time.sleep(0.1)
     assert col.messages['depth/relative'] == []        # metric model: no relative output
     for msg in (depth_msg, info_msg, cloud_msg, colour_msg):
         assert stamp_tuple(msg) == stamp
@@ -112,7 +146,7 @@ def test_real_onnx_model_outputs_keep_stamp_and_frame(world, tum_rgb, tmp_path):
     expected = 1.0 + 4.0 * small.mean(axis=2) / 255.0
     assert np.nanmedian(depth) == pytest.approx(np.median(expected), rel=0.05)
     assert np.isfinite(depth).mean() > 0.99
-    assert list(info_msg.k) == pytest.approx(harness.K_TUM)
+    assert list(info_msg.k) == pytest.approx(helpers.K_TUM)
     assert (cloud_msg.height, cloud_msg.width) == (480, 640)
     points = pointcloud2_to_array(cloud_msg)
     centre = points[240, 320]
@@ -120,20 +154,27 @@ def test_real_onnx_model_outputs_keep_stamp_and_frame(world, tum_rgb, tmp_path):
     assert centre['x'] == pytest.approx((320 - 319.5) / 525.0 * depth[240, 320], rel=1e-4)
     assert colour_msg.encoding == 'rgb8'
     # the node built every payload with array.array, rclpy's fast path
-    assert rclpy_standin.slow_assignments() == []
-    # and a second CDR round trip with the Humble typestore gives the same bytes back
-    store = world.factory.typestore
-    raw = store.serialize_cdr(depth_msg, depth_msg.__msgtype__)
-    again = store.deserialize_cdr(raw, depth_msg.__msgtype__)
-    assert np.array_equal(again.data, depth_msg.data)
+    assert sorted(s for s, _ in published) == sorted(['depth/image', 'depth/camera_info',
+                                                      'points', 'depth/colorized'])
+    for suffix, msg in published:
+        payload = msg.d if suffix == 'depth/camera_info' else msg.data
+        assert isinstance(payload, array.array), suffix
+    assert slow.slow == []
+    # and what crossed DDS is byte for byte what the node published
+    sent = dict(published)
+    assert bytes(depth_msg.data) == bytes(sent['depth/image'].data)
+    assert bytes(cloud_msg.data) == bytes(sent['points'].data)
     assert node.error_counts == {}
 
 
 def test_outputs_are_lazy(world, tum_rgb, monkeypatch):
-    model = harness.FakeModel()
+    from rclpy.parameter import Parameter
+    model = helpers.FakeModel()
     node = world.start(world.node(model=model))
     cam = world.camera()
+    world.connect(node, cam)
     world.send(cam, tum_rgb, (100, 1))
+    ros_graph.wait_for(lambda: images_received(node) == 1, what='the first image')
     time.sleep(0.2)
     assert model.calls == 0                 # nobody listens: no inference at all
     wants = []
@@ -144,13 +185,14 @@ def test_outputs_are_lazy(world, tum_rgb, monkeypatch):
         return original(result, header, factory, want)
     monkeypatch.setattr(node._pipeline, 'outputs', spy)
     col = world.collector({'depth/image': 'Image'})
+    world.connect(node, col=col)
     world.send(cam, tum_rgb, (100, 2))
     col.wait('depth/image')
     assert wants == [['depth/image']] and model.calls == 1
     # a points subscriber, but publish_points off: still not computed
-    from rclpy.parameter import Parameter
     assert node.set_parameters([Parameter('publish_points', value=False)])[0].successful
     pts = world.collector({'points': 'PointCloud2'}, name='pts')
+    world.connect(node, col=pts)
     world.send(cam, tum_rgb, (100, 3))
     col.wait('depth/image', 2)
     assert wants[-1] == ['depth/image'] and pts.messages['points'] == []
@@ -161,15 +203,19 @@ def test_outputs_are_lazy(world, tum_rgb, monkeypatch):
 
 
 def test_stale_frames_are_dropped_and_counted(world, tum_rgb):
-    model = harness.FakeModel()
+    model = helpers.FakeModel()
     node = world.start(world.node(model=model))
     col = world.collector({'depth/image': 'Image'})
     cam = world.camera()
+    world.connect(node, cam, col)
     model.release.clear()                   # the model "runs" until released
     world.send(cam, tum_rgb, (200, 0))
     assert model.started.wait(5.0)
     for i in range(1, 5):                   # four frames while the worker is busy
         world.send(cam, tum_rgb, (200, i))
+    # all four paired (nothing waits in the sync) before the model is released
+    ros_graph.wait_for(lambda: images_received(node) == 5 and node._sync.pending == 0,
+                       what='the four frames')
     model.release.set()
     col.wait('depth/image', 2)
     time.sleep(0.1)
@@ -181,30 +227,33 @@ def test_stale_frames_are_dropped_and_counted(world, tum_rgb):
 
 def test_sync_policies(world, tum_rgb):
     from rclpy.parameter import Parameter
-    model = harness.FakeModel()
+    model = helpers.FakeModel()
     node = world.start(world.node(model=model, sync_policy='exact'))
     col = world.collector({'depth/image': 'Image'})
     cam = world.camera()
+    world.connect(node, cam, col)
     # camera_info stamped 5 ms after the image: exact never pairs it
-    cam.image_pub.publish(harness.rgb_image(world.factory, tum_rgb, (300, 0)))
-    cam.info_pub.publish(harness.camera_info(world.factory, (300, 5_000_000)))
+    cam.image_pub.publish(helpers.rgb_image(world.factory, tum_rgb, (300, 0)))
+    cam.info_pub.publish(helpers.camera_info(world.factory, (300, 5_000_000)))
+    ros_graph.wait_for(lambda: node.error_counts.get('no_camera_info') == 1,
+                       what='the unpaired image to be given up')
     time.sleep(0.1)
     assert col.messages['depth/image'] == []
     assert node.error_counts == {'no_camera_info': 1}
     assert node.set_parameters([Parameter('sync_policy', value='approximate'),
                                 Parameter('sync_tolerance', value=0.01)])[1].successful
-    cam.image_pub.publish(harness.rgb_image(world.factory, tum_rgb, (301, 0)))
-    cam.info_pub.publish(harness.camera_info(world.factory, (301, 5_000_000)))
+    cam.image_pub.publish(helpers.rgb_image(world.factory, tum_rgb, (301, 0)))
+    cam.info_pub.publish(helpers.camera_info(world.factory, (301, 5_000_000)))
     assert stamp_tuple(col.wait('depth/image')[0]) == (301, 0)
     assert node.set_parameters([Parameter('sync_policy', value='latest')])[0].successful
-    cam.image_pub.publish(harness.rgb_image(world.factory, tum_rgb, (305, 0)))
+    cam.image_pub.publish(helpers.rgb_image(world.factory, tum_rgb, (305, 0)))
     assert stamp_tuple(col.wait('depth/image', 2)[1]) == (305, 0)
     assert node.error_counts == {'no_camera_info': 1}
 
 
 def test_compressed_transport_follows_image_remapping(world, tum_rgb):
-    from depth_node.images import make_compressed
-    model = harness.FakeModel(depth_m=3.0)
+    from depth_node.images import depth_to_metres, make_compressed
+    model = helpers.FakeModel(depth_m=3.0)
     node = world.start(world.node(
         model=model, input_transport='compressed',
         cli_args=['--ros-args', '-r', 'image:=/cam/color/image_raw',
@@ -214,59 +263,70 @@ def test_compressed_transport_follows_image_remapping(world, tum_rgb):
     col = world.collector({'depth/image': 'Image'})
     cam = world.camera(compressed=True, image_topic='/cam/color/image_raw',
                        info_topic='/cam/color/camera_info')
+    world.connect(node, cam, col)
     stamp = (400, 7)
     header = world.factory.header(*stamp, 'cam_optical')
     cam.image_pub.publish(make_compressed(world.factory, header, tum_rgb, 'jpeg'))
-    cam.info_pub.publish(harness.camera_info(world.factory, stamp, 'cam_optical'))
+    cam.info_pub.publish(helpers.camera_info(world.factory, stamp, 'cam_optical'))
     msg = col.wait('depth/image')[0]
     assert stamp_tuple(msg) == stamp and msg.header.frame_id == 'cam_optical'
-    depth = np.frombuffer(msg.data, dtype=np.float32).reshape(480, 640)
+    depth = depth_to_metres(msg)
+    assert depth.shape == (480, 640)
     assert np.nanmedian(depth) == pytest.approx(3.0)
 
 
 def test_relative_model_publishes_relative_only(world, tum_rgb):
-    model = harness.FakeModel(depth_m=7.0, output_kind='relative_depth')
-    world.start(world.node(model=model, scale_source='none'))
+    model = helpers.FakeModel(depth_m=7.0, output_kind='relative_depth')
+    node = world.start(world.node(model=model, scale_source='none'))
     col = world.collector({'depth/image': 'Image', 'depth/relative': 'Image'})
     cam = world.camera()
+    world.connect(node, cam, col)
     world.send(cam, tum_rgb, (500, 0))
     rel = col.wait('depth/relative')[0]
     assert rel.encoding == '32FC1' and stamp_tuple(rel) == (500, 0)
-    time.sleep(0.05)
+    time.sleep(0.1)
     assert col.messages['depth/image'] == []       # never label a relative map as metres
 
 
 def test_sparse_depth_subscription_follows_scale_source(world):
     from rclpy.parameter import Parameter
-    node = world.start(world.node(model=harness.FakeModel(output_kind='relative_depth')))
-    assert '/sparse_depth' not in [s.topic_name for s in node.subscriptions]
+    node = world.start(world.node(model=helpers.FakeModel(output_kind='relative_depth')))
+
+    def topics():
+        return [s.topic_name for s in node.subscriptions]
+    assert '/sparse_depth' not in topics()
     assert node.set_parameters([Parameter('scale_source', value='sparse_depth')])[0].successful
-    assert '/sparse_depth' in [s.topic_name for s in node.subscriptions]
+    assert '/sparse_depth' in topics()
     assert node.set_parameters([Parameter('scale_source', value='none')])[0].successful
-    assert '/sparse_depth' not in [s.topic_name for s in node.subscriptions]
+    assert '/sparse_depth' not in topics()
 
 
 def test_diagnostics_message(world, tum_rgb):
-    model = harness.FakeModel()
-    node = world.start(world.node(model=model))
+    model = helpers.FakeModel()
+    node = world.start(world.node(model=model, diagnostics_period=0.2))
     col = world.collector({'depth/image': 'Image', '/diagnostics': 'DiagnosticArray'})
     cam = world.camera()
+    world.connect(node, cam, col)
+    col.wait_for_publishers('/diagnostics')
     for i in range(3):
-        stamp = harness.now_stamp()
+        stamp = helpers.now_stamp()
         world.send(cam, tum_rgb, stamp)
         col.wait('depth/image', i + 1)
-    stamp = harness.now_stamp()
-    bad = harness.rgb_image(world.factory, tum_rgb, stamp)
+    stamp = helpers.now_stamp()
+    bad = helpers.rgb_image(world.factory, tum_rgb, stamp)
     bad.encoding = 'weird8'
     cam.image_pub.publish(bad)
-    cam.info_pub.publish(harness.camera_info(world.factory, stamp))
-    time.sleep(0.1)
-    fire_timers(node)
-    msg = col.wait('/diagnostics')[-1]
+    cam.info_pub.publish(helpers.camera_info(world.factory, stamp))
+
+    def values_of(msg):
+        return {kv.key: kv.value for kv in msg.status[0].values}
+    # the first report after the bad frame (the timer fires on its own)
+    msg = col.wait('/diagnostics', where=lambda m: 'errors: unsupported_encoding'
+                   in values_of(m), timeout=10.0)[0]
     status = msg.status[0]
-    values = {kv.key: kv.value for kv in status.values}
+    values = values_of(msg)
     assert status.name == 'depth_node: monocular depth'
-    assert status.level in (1, 2)               # a bad frame since the last report
+    assert status.level in (b'\x01', b'\x02')    # a bad frame since the last report
     assert 'unsupported_encoding' in status.message
     assert values['errors: unsupported_encoding'] == '1'
     assert values['frames published'] == '3' and values['images received'] == '4'
@@ -275,15 +335,18 @@ def test_diagnostics_message(world, tum_rgb):
     assert float(values['inference mean (ms)']) == pytest.approx(1.0)
     assert values['backend backend'] == 'fake' and values['state'] == 'active'
     assert values['output'] == 'metric depth'
-    fire_timers(node)                            # no new errors since: OK
-    assert col.wait('/diagnostics', 2)[-1].status[0].level == 0
+    # the next report: no new errors since, so OK
+    index = col.messages['/diagnostics'].index(msg)
+    col.wait('/diagnostics', index + 2)
+    assert col.messages['/diagnostics'][index + 1].status[0].level == b'\x00'
 
 
 def test_sparse_depth_is_paired_by_stamp(world, tum_rgb, monkeypatch):
     from depth_node.images import make_image
-    model = harness.FakeModel(output_kind='relative_depth')
+    model = helpers.FakeModel(output_kind='relative_depth')
+    # one pairing rule for camera_info and sparse depth: approximate within 20 ms
     node = world.start(world.node(model=model, scale_source='sparse_depth',
-                                  sync_tolerance=0.02))
+                                  sync_policy='approximate', sync_tolerance=0.02))
     seen = []
     original = node._pipeline.process
 
@@ -291,16 +354,16 @@ def test_sparse_depth_is_paired_by_stamp(world, tum_rgb, monkeypatch):
         seen.append(None if sparse is None else sparse.header.stamp.nanosec)
         return original(image, info, sparse)
     monkeypatch.setattr(node._pipeline, 'process', spy)
-    world.collector({'depth/relative': 'Image', 'depth/image': 'Image'})   # wants outputs
+    col = world.collector({'depth/relative': 'Image', 'depth/image': 'Image'})  # wants outputs
     cam = world.camera()
+    world.connect(node, cam, col, sparse=True)
     sparse = np.zeros((480, 640), np.float32)
     for nsec in (0, 10_000_000, 900_000_000):
         cam.sparse_pub.publish(make_image(world.factory, world.factory.header(700, nsec, 'c'),
                                           sparse, '32FC1'))
+    ros_graph.wait_for(lambda: len(node._sync._sparse.items) == 3, what='the sparse depth')
     for count, nsec in ((1, 15_000_000),          # 5 ms from the 10 ms sample
                         (2, 500_000_000)):        # nothing within 20 ms
         world.send(cam, tum_rgb, (700, nsec))
-        deadline = time.time() + 5
-        while len(seen) < count and time.time() < deadline:
-            time.sleep(0.01)
+        ros_graph.wait_for(lambda c=count: len(seen) >= c, what=f'frame {count}')
     assert seen == [10_000_000, None]
