@@ -24,7 +24,6 @@ printed.
 from __future__ import annotations
 
 import argparse
-from bisect import bisect_left
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,9 +59,11 @@ from depth_node.bagio import (
     twin_note,
     UndeserializableMessageError,
 )
+from depth_node.bagjoin import PartnerBuffer, PartnerIndex
 from depth_node.errors import DepthNodeError, InputError
 from depth_node.messages import stamp_ns
 from depth_node.ratelimit import ErrorReporter
+from depth_node.sync import PairingRule
 import numpy as np
 
 EXIT_OK = 0
@@ -96,9 +97,11 @@ exit status:
        systemd), 129 by SIGHUP: the output holds what was done and is valid; the
        summary is printed
 
-pairing: an image uses the camera_info with exactly its header stamp, else the latest
-camera_info stamped before it; --sparse-depth-topic messages pair by exact stamp.
---depth-topic with --point-cloud-fields xyzrgb: the colour image of the same stamp (exact)
+pairing: camera_info, --sparse-depth-topic and --rgb-topic messages are paired with an
+image by the node's rule, --sync-policy (exact, approximate within --sync-tolerance, latest
+logged before the image, latest_before = largest stamp not after the image; default exact),
+so replaying the bag into the node pairs the same frames; a partner logged later waits.
+--depth-topic with --point-cloud-fields xyzrgb: the colour image paired by that rule
 from --rgb-topic, else from the bag's only colour camera (raw topic of raw + /compressed
 twins; logged); a depth frame without one is skipped (no_rgb_for_depth), so the cloud
 topic keeps one layout. No --rgb-topic and several (or no) colour cameras: xyz clouds and
@@ -159,7 +162,7 @@ class OutOfOrderStampError(InputError):
 
 
 class NoRgbForDepthError(InputError):
-    """A depth frame of an xyzrgb run has no colour image with its exact stamp."""
+    """A depth frame of an xyzrgb run has no colour image paired by the pairing rule."""
 
     kind = 'no_rgb_for_depth'
 
@@ -196,10 +199,10 @@ def add_parser(subparsers: Any) -> None:
     io.add_argument('--rgb-topic', default=None, metavar='TOPIC',
                     help='with --depth-topic and --point-cloud-fields xyzrgb: the colour '
                     'image registered to the depth image (same size; raw Image or '
-                    ".../compressed), paired by exact stamp; default: the bag's only "
+                    ".../compressed), paired by --sync-policy; default: the bag's only "
                     'colour camera, if it has exactly one')
     io.add_argument('--sparse-depth-topic', default=None, metavar='TOPIC',
-                    help='metric depth topic aligned to the image, paired by exact stamp, for '
+                    help='metric depth topic aligned to the image, paired by --sync-policy, for '
                     '--scale-source sparse_depth')
     io.add_argument('--max-frames', type=int, default=0, metavar='N',
                     help='stop after N frames processed (0 = all)')
@@ -618,17 +621,13 @@ class _Camera:
     camera: Any = None                 # CameraModel from --camera-info FILE
     seen: int = 0
     last_stamp: int | None = None
-    info_stamps: list[int] = field(default_factory=list)
     infos: dict[int, Any] = field(default_factory=dict)
+    info_index: PartnerIndex = field(default_factory=lambda: PartnerIndex(PairingRule()))
     queue: deque = field(default_factory=deque)   # _Frame s read, not finished, in order
 
-    def camera_info_for(self, stamp: int) -> Any:
-        """Exact stamp, else the latest camera_info stamped before ``stamp``, else None."""
-        exact = self.infos.get(stamp)
-        if exact is not None:
-            return exact
-        i = bisect_left(self.info_stamps, stamp)
-        return self.infos[self.info_stamps[i - 1]] if i > 0 else None
+    def camera_info_for(self, stamp: int, log_time: int) -> Any:
+        """Return the camera_info the pairing rule gives an image, or None."""
+        return self.infos.get(self.info_index.partner(stamp, log_time))
 
 
 @dataclass(eq=False)
@@ -644,6 +643,7 @@ class _Frame:
     rgb: Any = None
     need_sparse: bool = False   # its sparse depth is later in the bag
     need_rgb: bool = False      # its colour image is later in the bag
+    rgb_stamp: int | None = None   # the stamp of its colour image (pairing rule)
     rgb_note: str = ''          # why no colour image was found, for the message
 
     @property
@@ -780,7 +780,7 @@ def select_rgb_topic(options: Options, topics: dict[str, str],
         if log is not None:
             log(f'note: --point-cloud-fields xyzrgb: colouring the clouds of '
                 f'{options.depth_topic} with {candidates[0]}, the only colour camera of the '
-                'bag (paired by exact stamp; it must be registered to the depth image, same '
+                'bag (paired by --sync-policy; it must be registered to the depth image, same '
                 'size). Choose another with --rgb-topic.')
         return candidates[0]
     if log is not None:
@@ -849,14 +849,17 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
             index_conns += conns_by_topic[sparse_topic]
         if rgb_topic:
             index_conns += conns_by_topic[rgb_topic]
-        sparse_stamps: set[int] = set()
-        rgb_stamps: set[int] = set()
+        rule = PairingRule.from_values(options.values)
+        sparse_index, rgb_index = PartnerIndex(rule), PartnerIndex(rule)
+        for cam in cameras.values():
+            cam.info_index = PartnerIndex(rule)
         try:
-            for conn, _, raw in reader.messages(index_conns) if index_conns else ():
+            for conn, log_time, raw in reader.messages(index_conns) if index_conns else ():
                 if conn.topic in (sparse_topic, rgb_topic):
                     stamp = peek_stamp_ns(raw, is2)
                     if stamp is not None:
-                        (sparse_stamps if conn.topic == sparse_topic else rgb_stamps).add(stamp)
+                        (sparse_index if conn.topic == sparse_topic else rgb_index).add(
+                            stamp, log_time)
                     continue
                 try:
                     msg = deserialize(reader, raw, conn.msgtype, conn.topic)
@@ -868,10 +871,9 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 stamp = stamp_ns(msg)
                 for cam in by_info[conn.topic]:
                     cam.infos[stamp] = msg
+                    cam.info_index.add(stamp, log_time)
         except BagReadError as exc:   # the second pass stops at the same place
             log(f'warning: indexing camera_info: {exc}')
-        for cam in cameras.values():
-            cam.info_stamps = sorted(cam.infos)
 
         # pass 2: images (and sparse depth, and copies) in log-time order
         read_topics = set(cameras)
@@ -891,9 +893,8 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
         writer = BagWriter(options.output, factory.typestore, custom_data={
             'depth_node.version': __version__, 'depth_node.input': str(options.input)})
         progress = _progress(total, options.quiet)
-        sparse_buffer: dict[int, Any] = {}
-        rgb_buffer: dict[int, tuple[Any, Any]] = {}     # stamp -> (connection, raw bytes)
-        waiting: dict[int, list[_Frame]] = defaultdict(list)   # stamp -> frames waiting
+        sparse_buffer = PartnerBuffer(256)          # stamp -> message
+        rgb_buffer = PartnerBuffer(MAX_BUFFERED)    # stamp -> (connection, raw bytes)
         attempted = 0
         t_start = time.perf_counter()
 
@@ -909,13 +910,14 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 return
             if rgb_topic and frame.rgb is None:
                 reporter.report(NoRgbForDepthError(
-                    f'{cam.topics.image_topic}: no colour image on {rgb_topic} with the stamp '
-                    f'{stamp / 1e9:.9f} s{frame.rgb_note}: the frame is skipped (the xyzrgb '
-                    'cloud topic keeps one layout).',
+                    f'{cam.topics.image_topic}: no colour image on {rgb_topic} for the stamp '
+                    f'{stamp / 1e9:.9f} s ({rule.describe()}){frame.rgb_note}: the frame is '
+                    'skipped (the xyzrgb cloud topic keeps one layout).',
                     'Record the registered colour image with the same stamps as the depth '
-                    'image, or write xyz clouds (--point-cloud-fields xyz).'))
+                    'image, set --sync-policy / --sync-tolerance, or write xyz clouds '
+                    '(--point-cloud-fields xyz).'))
                 return
-            info = None if cam.camera is not None else cam.camera_info_for(stamp)
+            info = None if cam.camera is not None else cam.camera_info_for(stamp, frame.log_time)
             result = sink.run(msg, info, frame.sparse, cam.camera, frame.rgb)
             if result is None:
                 return
@@ -940,11 +942,8 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
         def settle(frame: _Frame) -> None:
             """Stop waiting: the frame goes on with what it has (a later drain finishes it)."""
             frame.need_sparse = frame.need_rgb = False
-            group = waiting.get(frame.stamp)
-            if group is not None and frame in group:
-                group.remove(frame)
-                if not group:
-                    del waiting[frame.stamp]
+            sparse_buffer.forget(frame)
+            rgb_buffer.forget(frame)
 
         def flush_pending() -> None:
             """Finish the frames whose sparse depth or colour image never came (unreadable)."""
@@ -1002,12 +1001,10 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                         copy(conn, raw, None if is2 else _try_deserialize(reader, raw, conn),
                              log_time)
                     stamp = peek_stamp_ns(raw, is2)
-                    frames = [f for f in waiting.get(stamp, ()) if f.need_rgb]
+                    if stamp is None:
+                        continue
+                    frames = rgb_buffer.put(stamp, (conn, raw))
                     if not frames:
-                        if stamp is not None:
-                            rgb_buffer[stamp] = (conn, raw)
-                            while len(rgb_buffer) > MAX_BUFFERED:
-                                rgb_buffer.pop(next(iter(rgb_buffer)))
                         continue
                     t0 = time.perf_counter()
                     msg = colour(conn, raw)
@@ -1039,12 +1036,7 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                                                                  str(exc)))
                     if msg is None:
                         continue
-                    stamp = stamp_ns(msg)
-                    frames = [f for f in waiting.get(stamp, ()) if f.need_sparse]
-                    if not frames:
-                        sparse_buffer[stamp] = msg
-                        while len(sparse_buffer) > 256:
-                            sparse_buffer.pop(next(iter(sparse_buffer)))
+                    frames = sparse_buffer.put(stamp_ns(msg), msg)
                     read_ms = (time.perf_counter() - t0) * 1e3
                     for frame in frames:
                         frame.sparse = msg
@@ -1060,8 +1052,6 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 cam.seen += 1
                 if (cam.seen - 1) % options.every:
                     summary.frames_skipped_every += 1
-                    if rgb_topic:
-                        rgb_buffer.pop(peek_stamp_ns(raw, is2), None)
                     if is_input_copy:
                         copy(conn, raw, None if is2 else _try_deserialize(reader, raw, conn),
                              log_time)
@@ -1073,27 +1063,28 @@ def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 t0 = time.perf_counter()
                 msg = read_input(conn, raw, log_time, is_input_copy, reporter.report)
                 if msg is None:
-                    if rgb_topic:
-                        rgb_buffer.pop(peek_stamp_ns(raw, is2), None)
                     if progress is not None:
                         progress.update(1)
                     continue
                 stamp = stamp_ns(msg)
                 frame = _Frame(cam, msg, stamp, log_time, 0.0)
-                if sparse_topic:
-                    frame.sparse = sparse_buffer.pop(stamp, None)
-                    frame.need_sparse = frame.sparse is None and stamp in sparse_stamps
+                if sparse_topic:   # the partner the rule picks; it may come later in the bag
+                    partner = sparse_index.partner(stamp, log_time)
+                    frame.sparse = sparse_buffer.get(partner)
+                    frame.need_sparse = frame.sparse is None and partner is not None
+                    if frame.need_sparse:
+                        sparse_buffer.wait(partner, frame)
                 if rgb_topic:
-                    buffered = rgb_buffer.pop(stamp, None)
+                    frame.rgb_stamp = rgb_index.partner(stamp, log_time)
+                    buffered = rgb_buffer.get(frame.rgb_stamp)
                     if buffered is not None:
                         frame.rgb = colour(*buffered)
                         if frame.rgb is None:
                             frame.rgb_note = ' (its message could not be deserialized)'
-                    else:
-                        frame.need_rgb = stamp in rgb_stamps
+                    elif frame.rgb_stamp is not None:
+                        frame.need_rgb = True
+                        rgb_buffer.wait(frame.rgb_stamp, frame)
                 frame.read_ms = (time.perf_counter() - t0) * 1e3
-                if frame.waits:     # its sparse depth or colour image comes later in the bag
-                    waiting[stamp].append(frame)
                 cam.queue.append(frame)
                 if len(cam.queue) > MAX_BUFFERED:   # bounded: the oldest stops waiting
                     oldest = cam.queue[0]

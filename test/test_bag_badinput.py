@@ -27,7 +27,8 @@ from depth_node.cli import main  # noqa: E402
 
 S = 1_000_000_000
 W, H = 64, 48
-FIXED = ['--scale-source', 'fixed', '--fixed-scale', '1.0', '--fixed-shift', '0.5']
+FIXED = ['--scale-source', 'fixed', '--fixed-scale', '1.0', '--fixed-shift', '0.5',
+         '--sync-policy', 'latest_before']   # frame 8 has only an earlier camera_info
 
 
 @pytest.fixture(scope='module')

@@ -143,6 +143,12 @@ def _colours(n: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(n)]
 
 
+def _infos(f, stamps) -> list:
+    """Return a camera_info row per depth stamp (paired by the default, exact, rule)."""
+    return [('/cam/depth/camera_info', t * S - 1, camera_info(f, t * S, W, H, 'cam'))
+            for t in stamps]
+
+
 def _pairing_bag(f, path: Path, extra_camera: bool = False) -> tuple[Path, list[np.ndarray]]:
     """Write depth + colour frames 1..7 with every pairing case.
 
@@ -150,7 +156,7 @@ def _pairing_bag(f, path: Path, extra_camera: bool = False) -> tuple[Path, list[
     depth frame (6 after frame 7's too).
     """
     rgbs = _colours(8)
-    rows = [('/cam/depth/camera_info', 0, camera_info(f, 0, W, H, 'cam'))]
+    rows = _infos(f, range(1, 8))
 
     def depth(t, log):
         rows.append(('/cam/depth/image_raw', log, _depth(f, t * S, 'cam', t)))
@@ -188,7 +194,7 @@ def test_pairing_by_exact_stamp_with_a_missing_colour_image(factory, tmp_path, c
                 *extra) == bag.EXIT_SKIPPED
     err = capsys.readouterr().err
     assert '[no_rgb_for_depth] /cam/depth/image_raw: no colour image on /cam/color/image_raw ' \
-        'with the stamp 3.000000000 s' in err
+        'for the stamp 3.000000000 s (exact sync)' in err
     summary = json.loads(summary_file.read_text())
     assert summary['skipped'] == {'no_rgb_for_depth': 1, 'size_mismatch': 1}
     assert summary['frames_read'] == 7 and summary['frames_written'] == 5
@@ -233,7 +239,7 @@ def test_waiting_frames_are_bounded(factory, tmp_path, monkeypatch):
     monkeypatch.setattr(bag, 'MAX_BUFFERED', 2)
     rgbs = _colours(6)
     f = factory
-    rows = [('/cam/depth/camera_info', 0, camera_info(f, 0, W, H, 'cam'))]
+    rows = _infos(f, range(1, 6))
     rows += [('/cam/depth/image_raw', t * S, _depth(f, t * S, 'cam', t)) for t in range(1, 6)]
     rows += [('/cam/color/image_raw', 10 * S + t, image(f, t * S, rgbs[t], 'cam'))
              for t in range(1, 6)]

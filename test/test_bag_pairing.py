@@ -1,0 +1,169 @@
+"""depth-node bag pairs frames by the one pairing rule, the same frames as the node.
+
+The joining (:mod:`depth_node.bagjoin`) is tested on plain stamps, without a bag; a recording
+fed to the node's :class:`~depth_node.sync.FrameSync` in log order pairs exactly as the bag
+tool's offline index does; and a bag whose sparse depth is 10 ms off its images is metric
+with ``--sync-policy approximate`` where exact pairing finds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from depth_node.bagjoin import PartnerBuffer, PartnerIndex
+from depth_node.sync import FrameSync, PairingRule
+import pytest
+
+MS = 1_000_000
+S = 1_000_000_000
+
+
+def _msg(stamp: int, name: str = '') -> SimpleNamespace:
+    return SimpleNamespace(name=name, header=SimpleNamespace(
+        stamp=SimpleNamespace(sec=stamp // S, nanosec=stamp % S)))
+
+
+def _index(rule: PairingRule, entries: list[tuple[int, int]]) -> PartnerIndex:
+    index = PartnerIndex(rule)
+    for stamp, log_time in entries:
+        index.add(stamp, log_time)
+    return index
+
+
+# -- the joining, without a bag ---------------------------------------------------------------
+def test_partner_index_applies_each_policy():
+    entries = [(100 * MS, 150 * MS), (210 * MS, 260 * MS), (300 * MS, 280 * MS)]
+    image = (200 * MS, 205 * MS)   # stamp, log time
+    assert _index(PairingRule('exact'), entries).partner(*image) is None
+    assert _index(PairingRule('exact'), entries).partner(210 * MS, 0) == 210 * MS
+    assert _index(PairingRule.from_seconds('approximate', 0.02), entries).partner(*image) \
+        == 210 * MS
+    assert _index(PairingRule.from_seconds('approximate', 0.005), entries).partner(*image) \
+        is None
+    assert _index(PairingRule('latest_before'), entries).partner(*image) == 100 * MS
+    # latest: what was logged by the image's log time (a replaying node has received that)
+    assert _index(PairingRule('latest'), entries).partner(*image) == 100 * MS
+    assert _index(PairingRule('latest'), entries).partner(200 * MS, 270 * MS) == 210 * MS
+    assert _index(PairingRule('latest'), entries).partner(200 * MS, 10 * MS) is None
+
+
+def test_partner_buffer_keeps_shared_partners_and_releases_waiting_frames():
+    buffer = PartnerBuffer(size=2)
+    buffer.wait(5, 'frame a')
+    buffer.wait(5, 'frame b')
+    buffer.wait(7, 'frame c')
+    assert buffer.put(5, 'sparse 5') == ['frame a', 'frame b']
+    assert buffer.get(5) == 'sparse 5'            # kept: a later image may pair with it too
+    buffer.forget('frame c')
+    assert buffer.put(7, 'sparse 7') == [] and buffer.put(9, 'sparse 9') == []
+    assert buffer.get(5) is None and buffer.get(9) == 'sparse 9'    # bounded
+    assert buffer.get(None) is None
+
+
+# -- the bag tool and the node pair the same frames of a recording ----------------------------
+def _recording() -> list[tuple[int, str, int]]:
+    """(log time, kind, stamp) of 30 frames at 10 Hz with late, early and missing partners."""
+    events = []
+    for i in range(30):
+        t = (i + 1) * 100 * MS
+        events.append((t + 5 * MS, 'image', t))
+        if i % 7 != 3:                                   # some frames have no camera_info
+            info_log = t + (6 if i % 2 else 2) * MS      # logged after or before the image
+            events.append((info_log, 'info', t + (MS if i % 5 == 1 else 0)))
+        if i % 6 != 2:                                   # some have no sparse depth
+            offset = (10 if i % 3 else 30) * MS          # LiDAR 10 or 30 ms after the image
+            events.append((t + offset + 20 * MS, 'sparse', t + offset))
+    return sorted(events)
+
+
+def _offline(rule: PairingRule, events) -> dict[int, tuple[int | None, int | None]]:
+    infos = _index(rule, [(s, t) for t, k, s in events if k == 'info'])
+    sparse = _index(rule, [(s, t) for t, k, s in events if k == 'sparse'])
+    return {s: (infos.partner(s, t), sparse.partner(s, t))
+            for t, k, s in events if k == 'image'}
+
+
+def _node(rule: PairingRule, events) -> dict[int, tuple[int | None, int | None]]:
+    sync = FrameSync(rule, sparse_depth=True, max_wait_s=60.0, image_queue=10,
+                     partner_queue=30)
+    out = {}
+
+    def take(result):
+        for frame in result.frames:
+            out[frame.image.name] = (int(frame.camera_info.name),
+                                     None if frame.sparse_depth is None
+                                     else int(frame.sparse_depth.name))
+        assert result.stale == 0
+        for error in result.errors:
+            stamp = next(s for s in pending if f'{s // S}.{s % S:09d}' in str(error))
+            out[stamp] = (None, None)
+
+    pending = []
+    for _, kind, stamp in events:
+        msg = _msg(stamp, stamp if kind == 'image' else str(stamp))
+        if kind == 'image':
+            pending.append(stamp)
+            take(sync.add_image(msg))
+        elif kind == 'info':
+            take(sync.add_camera_info(msg))
+        else:
+            take(sync.add_sparse_depth(msg))
+    take(sync.expire(2 ** 62))
+    return out
+
+
+@pytest.mark.parametrize('rule', [PairingRule('exact'),
+                                  PairingRule.from_seconds('approximate', 0.02),
+                                  PairingRule('latest_before'), PairingRule('latest')],
+                         ids=lambda r: r.policy)
+def test_bag_tool_and_node_pair_the_same_frames(rule):
+    events = _recording()
+    offline = _offline(rule, events)
+    node = _node(rule, events)
+    # the node skips a frame without camera_info, and then pairs no sparse depth either
+    expected = {s: (i, None if i is None else d) for s, (i, d) in offline.items()}
+    assert node == expected
+    assert sum(i is not None for i, _ in expected.values()) >= 20
+    sparse = sum(d is not None for _, d in expected.values())
+    assert sparse == 0 if rule.policy == 'exact' else sparse > 10   # the LiDAR is 10-30 ms late
+
+
+# -- a bag with sparse depth 10 ms off its images ---------------------------------------------
+def test_sparse_depth_10ms_off_pairs_with_approximate(tmp_path, factory):
+    from depth_node import bag
+    from depth_node.cli import main
+    from depth_node.images import make_image
+    import numpy as np
+    from test_bag_support import camera_info, image, tiny_model, tum_rgb_small, write_bag
+    w, h = 64, 48
+    f = factory
+    rows = []
+    sparse = np.full((h, w), 2.0, np.float32)
+    for t in range(1, 6):
+        rgb = np.roll(tum_rgb_small(w, h), 3 * t, axis=1)
+        rows.append(('/cam/camera_info', t * S, camera_info(f, t * S, w, h, 'cam')))
+        rows.append(('/cam/image_raw', t * S + 1, image(f, t * S, rgb, 'cam')))
+        msg = make_image(f, f.header(t, 10 * MS, 'cam'), sparse, '32FC1')
+        rows.append(('/lidar/depth', t * S + 30 * MS, msg))
+    src = write_bag(tmp_path / 'in', f.typestore, rows)
+    model = tiny_model(tmp_path / 'model')
+    base = ['bag', str(src), '--model', str(model), '--quiet', '--scale-source',
+            'sparse_depth', '--sparse-depth-topic', '/lidar/depth', '--sparse-min-points', '10']
+    summaries = {}
+    for policy in ('exact', 'approximate'):
+        out = tmp_path / policy
+        main(base[:2] + [str(out)] + base[2:] + ['--sync-policy', policy,
+                                                 '--json-summary', str(out) + '.json'])
+        summaries[policy] = json.loads((tmp_path / f'{policy}.json').read_text())
+    missing = 'sparse_depth: no sparse depth image for this frame'
+    assert summaries['exact']['relative_only_reasons'] == {missing: 5}
+    assert summaries['exact']['exit_status'] == bag.EXIT_NOT_METRIC
+    assert missing not in summaries['approximate']['relative_only_reasons']
+
+
+@pytest.fixture(scope='module')
+def factory():
+    pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool')
+    from depth_node.messages import rosbags_factory
+    return rosbags_factory('humble')
