@@ -276,17 +276,23 @@ class FrameSync:
                 out.errors.append(self._missing(stamp, 'newer camera_info already received'))
                 continue
             timed_out = now_ns - waiting.received_ns >= self.max_wait_ns
-            ready = rule.settled(stamp, infos.newest) and (
+            forced = index < overflow
+            info_settled = rule.settled(stamp, infos.newest)
+            ready = info_settled and (
                 not self.sparse_depth or rule.settled(stamp, sparse.newest)
                 or rule.impossible(stamp, sparse.newest))
-            if not (ready or timed_out or index < overflow):
+            if not (ready or timed_out or forced):
                 keep.append(waiting)
                 continue
             info = rule.pick(stamp, infos.items)
+            if info is None and not forced and rule.policy != 'latest' and not info_settled:
+                # its camera_info may still come: wait until it cannot (a newer one arrived)
+                # or the queue is full; sync_max_wait bounds only the wait for a better partner
+                keep.append(waiting)
+                continue
             if info is None:
                 why = ('none received' if rule.policy == 'latest' else
-                       'waited too long' if index < overflow else
-                       f'waited {self.max_wait_ns / 1e6:g} ms')
+                       'waited too long' if forced else 'none at or before the image')
                 out.errors.append(self._missing(stamp, why))
                 continue
             frame = Frame(waiting.image, info, received_ns=waiting.received_ns)

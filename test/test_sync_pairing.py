@@ -248,3 +248,11 @@ def test_disabled_sparse_depth_is_ignored():
     assert sync.add_sparse_depth(msg(T0)).frames == []
     sync.add_camera_info(msg(T0))
     assert len(sync.add_image(msg(T0)).frames) == 1
+
+
+def test_camera_info_later_than_the_wait_still_pairs():
+    sync = FrameSync(PairingRule('exact'), max_wait_s=0.1)
+    sync.add_image(msg(T0, 'f0'), received_ns=0)
+    assert sync.expire(now_ns=500 * MS).frames == [] and sync.pending == 1   # still waiting
+    out = sync.add_camera_info(msg(T0, 'i0'))
+    assert [f.image.name for f in out.frames] == ['f0'] and out.errors == []
