@@ -19,15 +19,15 @@ import sys
 import threading
 import time
 
+from node_helpers import build_tiny_onnx, camera_info, rgb_image
 import numpy as np
 import pytest
 import ros_graph
 
 ros_graph.require_rclpy()
-pytest.importorskip('onnxruntime', reason='the node runs a tiny ONNX model: pip install onnxruntime')
+pytest.importorskip('onnxruntime',
+                    reason='the node runs a tiny ONNX model: pip install onnxruntime')
 cv2 = pytest.importorskip('cv2')
-
-from node_helpers import build_tiny_onnx, camera_info, rgb_image  # noqa: E402
 
 REPO = ros_graph.REPO
 BIN = Path(sys.executable).parent
@@ -38,7 +38,7 @@ BAD_OUTPUT = ('Traceback', 'internal_error', 'Failed to publish log message',
 
 @pytest.fixture(scope='module')
 def install(tmp_path_factory):
-    """colcon build of this package into a temporary workspace; returns the install prefix."""
+    """Build this package with colcon into a temporary workspace; returns the install prefix."""
     colcon = shutil.which('colcon') or str(BIN / 'colcon')
     if not os.path.exists(colcon):
         pytest.skip('colcon is not installed (pip install colcon-common-extensions colcon-ros)')
