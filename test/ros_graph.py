@@ -79,6 +79,7 @@ class Graph:
         self.factory = node_module.rclpy_factory()
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self._nodes: list[Any] = []
+        self._cycles = 0
         self._thread = threading.Thread(target=self._spin, name='ros_graph_spin', daemon=True)
         self._thread.start()
 
@@ -86,6 +87,7 @@ class Graph:
         try:
             while self.context.ok():
                 self.executor.spin_once(timeout_sec=0.05)
+                self._cycles += 1
         except Exception:  # noqa: BLE001 - the context was shut down under the executor
             pass
 
@@ -127,13 +129,29 @@ class Graph:
         return self.add(self.rclpy.create_node(name, context=self.context, **kwargs))
 
     def remove_all(self) -> None:
-        """Destroy every node created through this graph."""
-        for node in reversed(self._nodes):
+        """Destroy every node created through this graph.
+
+        The nodes leave the executor first, and are destroyed once its wait set no longer holds
+        them: rclpy defers destroying a node in use, and a node named like one not destroyed
+        yet shares (and then loses) that node's /rosout publisher.
+        """
+        for node in self._nodes:
             try:
                 self.executor.remove_node(node)
             except Exception:  # noqa: BLE001
                 pass
+        if self._nodes and self._thread.is_alive():
+            cycles = self._cycles
+            self.executor.wake()
+            wait_for(lambda: self._cycles >= cycles + 2 or not self._thread.is_alive(), 5.0,
+                     'the executor to let go of the nodes')
+        for node in reversed(self._nodes):
             node.destroy_node()
+            # rclpy's LifecycleNode.destroy_node leaves its state machine, which holds the rcl
+            # node (and its /rosout registration) until garbage collection: free it now
+            machine = getattr(node, '_state_machine', None)
+            if machine is not None:
+                machine.destroy_when_not_in_use()
         self._nodes.clear()
 
     def close(self) -> None:
