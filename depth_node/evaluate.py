@@ -28,7 +28,9 @@ import sys
 from typing import Any
 
 import cv2
+from depth_node.bagjoin import PartnerIndex
 from depth_node.errors import DepthNodeError, ImageFormatError, InputError, SizeMismatchError
+from depth_node.sync import PairingRule, SYNC_POLICIES
 import numpy as np
 
 ALIGN_MODES = ('none', 'median', 'scale-shift', 'scale-shift-disparity')
@@ -369,22 +371,8 @@ def load_depth_file(path: str | Path, scale: float | None, fmt: str = 'auto',
 
 
 def _decode_depth_msg(msg: Any, scale: float | None) -> np.ndarray:
-    try:
-        from depth_node.images import depth_to_metres
-    except ImportError:   # pragma: no cover - images.py is part of the package
-        depth_to_metres = None
-    if depth_to_metres is not None:
-        return depth_to_metres(msg, scale)
-    encoding = str(msg.encoding)
-    dtype = {'32FC1': np.float32, '16UC1': np.uint16, 'mono16': np.uint16}.get(encoding)
-    if dtype is None:
-        raise ImageFormatError(f'Image encoding {encoding!r} is not a depth encoding.',
-                               'Use 32FC1 (m) or 16UC1 (mm).')
-    dt = np.dtype(dtype).newbyteorder('>' if msg.is_bigendian else '<')
-    arr = np.frombuffer(bytes(msg.data), dtype=dt).reshape(msg.height, -1)[:, :msg.width]
-    default = 1.0 if encoding == '32FC1' else 0.001
-    return decode_stored(arr.astype(arr.dtype.newbyteorder('=')),
-                         default if scale is None else scale)
+    from depth_node.images import depth_to_metres
+    return depth_to_metres(msg, scale)
 
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -409,65 +397,50 @@ def read_bag_depth(bag: str | Path, topic: str, scale: float | None,
     :raises EvaluationError: missing or unreadable bag, unknown topic, a topic that is not
         a sensor_msgs/Image, or no decodable message.
     """
-    from depth_node.errors import require
-    highlevel = require('rosbags.highlevel', 'reading bags in depth-node evaluate')
-    typesys = require('rosbags.typesys', 'reading bags in depth-node evaluate')
+    from depth_node.bagio import BagReadError, open_reader
     bag = Path(bag)
     if not bag.exists():
         raise EvaluationError(f'The {what} bag {str(bag)!r} does not exist.',
                               'Check the path: a rosbag2 folder or a ROS 1 .bag file.')
     out: dict[int, np.ndarray] = {}
     skipped = 0
-    store = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
     try:
-        reader = highlevel.AnyReader([bag], default_typestore=store)
-        reader.open()
-    except DepthNodeError:
-        raise
-    except Exception as exc:   # rosbags raises many types for a corrupt file
+        with open_reader(bag) as reader:
+            conns = [c for c in reader.connections if c.topic == topic]
+            if not conns:
+                images = sorted({c.topic for c in reader.connections
+                                 if c.msgtype in IMAGE_TYPES})
+                others = sorted({c.topic for c in reader.connections} - set(images))
+                raise EvaluationError(
+                    f'Topic {topic!r} is not in the {what} bag {str(bag)!r}.',
+                    f"Image topics in the bag: {', '.join(images) or 'none'}"
+                    + (f"; other topics: {', '.join(others)}." if others else '.'))
+            wrong = sorted({c.msgtype for c in conns} - set(IMAGE_TYPES))
+            if wrong:
+                raise EvaluationError(
+                    f'Topic {topic!r} in {str(bag)!r} carries {", ".join(wrong)}, not '
+                    'sensor_msgs/msg/Image depth images.',
+                    'Name a 16UC1/32FC1 depth image topic.')
+            for conn, timestamp, raw in reader.messages(conns):
+                try:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                except Exception as exc:   # malformed CDR: skip that message
+                    skipped += 1
+                    print(f'depth-node evaluate: skipping a {topic} message at {timestamp} ns '
+                          f'that does not deserialise ({type(exc).__name__}: {exc}).',
+                          file=sys.stderr)
+                    continue
+                stamp = getattr(getattr(msg, 'header', None), 'stamp', None)
+                key = (int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+                       if stamp is not None else int(timestamp))
+                try:
+                    out[key] = _decode_depth_msg(msg, scale)
+                except InputError as exc:       # one bad frame: skip it, say so, go on
+                    skipped += 1
+                    print(f'depth-node evaluate: skipping a {topic} message at {key} ns: '
+                          f'{exc}', file=sys.stderr)
+    except BagReadError as exc:   # not a bag, a corrupt chunk, index or compression
         raise _bag_error(bag, what, exc) from exc
-    try:
-        conns = [c for c in reader.connections if c.topic == topic]
-        if not conns:
-            images = sorted({c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES})
-            others = sorted({c.topic for c in reader.connections} - set(images))
-            raise EvaluationError(
-                f'Topic {topic!r} is not in the {what} bag {str(bag)!r}.',
-                f"Image topics in the bag: {', '.join(images) or 'none'}"
-                + (f"; other topics: {', '.join(others)}." if others else '.'))
-        wrong = sorted({c.msgtype for c in conns} - set(IMAGE_TYPES))
-        if wrong:
-            raise EvaluationError(
-                f'Topic {topic!r} in {str(bag)!r} carries {", ".join(wrong)}, not '
-                'sensor_msgs/msg/Image depth images.',
-                'Name a 16UC1/32FC1 depth image topic.')
-        messages = reader.messages(connections=conns)
-        while True:
-            try:
-                conn, timestamp, raw = next(messages)
-            except StopIteration:
-                break
-            except Exception as exc:   # a corrupt chunk, index or compression
-                raise _bag_error(bag, what, exc) from exc
-            try:
-                msg = reader.deserialize(raw, conn.msgtype)
-            except Exception as exc:   # malformed CDR: skip that message
-                skipped += 1
-                print(f'depth-node evaluate: skipping a {topic} message at {timestamp} ns '
-                      f'that does not deserialise ({type(exc).__name__}: {exc}).',
-                      file=sys.stderr)
-                continue
-            stamp = getattr(getattr(msg, 'header', None), 'stamp', None)
-            key = (int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-                   if stamp is not None else int(timestamp))
-            try:
-                out[key] = _decode_depth_msg(msg, scale)
-            except InputError as exc:       # one bad frame: skip it, say so, go on
-                skipped += 1
-                print(f'depth-node evaluate: skipping a {topic} message at {key} ns: {exc}',
-                      file=sys.stderr)
-    finally:
-        reader.close()
     if skipped and not out:
         raise EvaluationError(f'None of the {skipped} messages on {topic!r} could be decoded.',
                               'Check that the topic carries 16UC1/32FC1 depth images.')
@@ -478,17 +451,23 @@ def read_bag_depth(bag: str | Path, topic: str, scale: float | None,
 
 
 def pair_by_stamp(pred: dict[int, Any], gt: dict[int, Any],
-                  max_dt_ns: int) -> list[tuple[int, int]]:
-    """Pairs (pred stamp, gt stamp): each ground truth with its nearest prediction."""
-    if not pred or not gt:
-        return []
-    pk = np.array(sorted(pred), dtype=np.int64)
+                  rule: PairingRule | int) -> list[tuple[int, int]]:
+    """Pairs (pred stamp, gt stamp): each ground truth with its prediction by the pairing rule.
+
+    The one rule of the node and ``depth-node bag`` (:class:`~depth_node.sync.PairingRule`);
+    an int is an ``approximate`` tolerance in nanoseconds. ``latest`` takes the last
+    prediction stamped at or before the ground truth (stamps stand in for log times).
+    """
+    if isinstance(rule, int):
+        rule = PairingRule('approximate', rule)
+    index = PartnerIndex(rule)
+    for stamp in pred:
+        index.add(stamp, stamp)
     pairs = []
     for g in sorted(gt):
-        i = int(np.searchsorted(pk, g))
-        best = min((j for j in (i - 1, i) if 0 <= j < len(pk)), key=lambda j: abs(pk[j] - g))
-        if abs(int(pk[best]) - g) <= max_dt_ns:
-            pairs.append((int(pk[best]), g))
+        partner = index.partner(g, g)
+        if partner is not None:
+            pairs.append((partner, g))
     return pairs
 
 
@@ -516,14 +495,29 @@ def mean_metrics(per_frame: list[dict[str, Any]]) -> dict[str, Any]:
 # plot
 # --------------------------------------------------------------------------------------------
 
-def _colorize(values: np.ndarray, lo: float, hi: float, cmap: int) -> np.ndarray:
+def _colorize(values: np.ndarray, lo: float, hi: float, cmap: int,
+              near_warm: bool = False) -> np.ndarray:
+    """Return a BGR false colour view; ``near_warm`` reverses the map (near = warm)."""
     ok = np.isfinite(values)
     norm = np.zeros(values.shape, dtype=np.uint8)
     if hi > lo:
         norm[ok] = np.clip((values[ok] - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
+    if near_warm:
+        norm = 255 - norm
     bgr = cv2.applyColorMap(norm, cmap)
     bgr[~ok] = 0
     return bgr
+
+
+def _colour_bar(width: int, lo: float, hi: float, cmap: int, near_warm: bool,
+                unit: str) -> np.ndarray:
+    """Return a 36-pixel high legend: the colour map from ``lo`` (left) to ``hi`` (right)."""
+    ramp = np.tile(np.linspace(lo, hi, max(width, 2), dtype=np.float32), (14, 1))
+    bar = np.zeros((36, width, 3), dtype=np.uint8)
+    bar[:14] = _colorize(ramp, lo, hi, cmap, near_warm)
+    for text, x in ((f'{lo:.3g} {unit}', 2), (f'{hi:.3g} {unit}', max(2, width - 70))):
+        cv2.putText(bar, text, (x, 31), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+    return bar
 
 
 def write_plot(path: str | Path, pred: np.ndarray, gt: np.ndarray,
@@ -544,14 +538,18 @@ def write_plot(path: str | Path, pred: np.ndarray, gt: np.ndarray,
     if image is not None:
         panels.append(cv2.resize(np.ascontiguousarray(image[..., :3]), (w, h),
                                  interpolation=cv2.INTER_AREA))
-    panels += [_colorize(pred, lo, hi, turbo), _colorize(gt, lo, hi, turbo),
+    panels += [_colorize(pred, lo, hi, turbo, True), _colorize(gt, lo, hi, turbo, True),
                _colorize(err, 0.0, max_rel_error, cv2.COLORMAP_HOT)]
     names = (['image'] if image is not None else []) + ['prediction', 'ground truth',
                                                         f'|p-g|/g (0..{max_rel_error})']
     for panel, name in zip(panels, names):
         cv2.putText(panel, name, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+    # legends: depth near = warm (as depth/colorized and rviz previews), error 0 = dark
+    legends = [np.zeros((36, w, 3), np.uint8)] * (len(panels) - 3)
+    legends += [_colour_bar(w, lo, hi, turbo, True, 'm')] * 2
+    legends.append(_colour_bar(w, 0.0, max_rel_error, cv2.COLORMAP_HOT, False, ''))
     path = Path(path)
-    if not cv2.imwrite(str(path), np.hstack(panels)):
+    if not cv2.imwrite(str(path), np.vstack([np.hstack(panels), np.hstack(legends)])):
         raise EvaluationError(f'Cannot write the plot {str(path)!r}.',
                               'Check the folder exists and the name ends in .png.')
     return path
@@ -598,8 +596,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help='do not clamp the aligned prediction to [min-depth, max-depth]')
     p.add_argument('--pred-topic', default=None, help='bag: prediction depth image topic')
     p.add_argument('--gt-topic', default=None, help='bag: ground-truth depth image topic')
-    p.add_argument('--max-dt', type=float, default=0.01,
-                   help='bag: largest stamp difference of a pair, seconds (default 0.01)')
+    p.add_argument('--sync-policy', choices=SYNC_POLICIES, default='approximate',
+                   help='bag: how a ground truth finds its prediction, the pairing rule of the '
+                        'node and depth-node bag (default approximate)')
+    p.add_argument('--sync-tolerance', '--max-dt', dest='max_dt', type=float, default=0.01,
+                   help='bag: approximate pairing, largest stamp difference, seconds '
+                        '(default 0.01)')
     p.add_argument('--image', default=None, help='colour image for the --plot panel')
     p.add_argument('--plot', default=None, metavar='OUT.png',
                    help='write image | prediction | ground truth | error map as a PNG')
@@ -608,10 +610,56 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _print_table(metrics: dict[str, Any], out: Any = None) -> None:
+def constant_baseline(gt: np.ndarray, **kwargs: Any) -> dict[str, Any]:
+    """Score a constant depth at the ground truth's median, aligned like the prediction.
+
+    The trivial predictor every score must be read against: on a single indoor frame it
+    often scores as well as a weak network.
+    """
+    lo, hi = kwargs.get('min_depth', 1e-3), kwargs.get('max_depth', 80.0)
+    with np.errstate(invalid='ignore'):
+        valid = gt[np.isfinite(gt) & (gt > lo) & (gt < hi)]
+    depth = float(np.median(valid)) if valid.size else 1.0
+    constant = np.full(gt.shape, depth, dtype=np.float32)
+    options = dict(kwargs)
+    if options.get('align') in ('scale-shift', 'scale-shift-disparity'):
+        options['align'] = 'median'   # a constant has no scale and shift of its own to fit
+    out = compute_metrics(constant, gt, **options)
+    out.pop('warnings', None)
+    out['depth'] = depth
+    return {k: v for k, v in out.items() if k in METRIC_KEYS or k == 'depth'}
+
+
+def relative_warning(args: argparse.Namespace, pred: np.ndarray, gt: np.ndarray,
+                     kwargs: dict[str, Any]) -> str:
+    """Return a warning when ``--align none`` scores what looks like a unitless map, or ''.
+
+    A relative map (``depth/relative``, ``*_relative.tiff``) or a prediction whose median is
+    off the ground truth's by more than 3x is not metres: its scores mean nothing unaligned.
+    """
+    if kwargs.get('align') != 'none':
+        return ''
+    names = f"{args.pred} {getattr(args, 'pred_topic', '') or ''}"
+    named = 'relative' in names
+    with np.errstate(invalid='ignore', divide='ignore'):
+        if pred.shape != gt.shape:
+            pred = resize_to(np.nan_to_num(pred, nan=0.0).astype(np.float32), *gt.shape)
+        ok = np.isfinite(gt) & (gt > 0) & np.isfinite(pred) & (pred > 0)
+        ratio = float(np.median(pred[ok] / gt[ok])) if ok.any() else 1.0
+    if not named and 1 / 3 <= ratio <= 3:
+        return ''
+    why = ('it is a relative (unitless) map' if named else
+           f'its median is {ratio:.3g} x the ground truth: it looks unitless')
+    return (f'--align none scores the prediction as metres, but {why}; its scores mean '
+            'nothing. Use --align scale-shift-disparity (relative inverse depth, Depth '
+            'Anything) or scale-shift / median (relative depth).')
+
+
+def _print_table(metrics: dict[str, Any], out: Any = None, header: bool = True) -> None:
     out = out or sys.stdout
     names = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
-    print('  '.join(f'{n:>9}' for n in names) + f"  {'n_valid':>9}", file=out)
+    if header:
+        print('  '.join(f'{n:>9}' for n in names) + f"  {'n_valid':>9}", file=out)
     print('  '.join(f'{metrics[n]:9.4f}' for n in names) + f"  {metrics['n_valid']:9d}",
           file=out)
 
@@ -628,7 +676,9 @@ def run(args: argparse.Namespace) -> int:
         preds = read_bag_depth(args.pred, args.pred_topic, args.pred_scale, 'prediction')
         gts = read_bag_depth(args.gt or args.pred, args.gt_topic, args.gt_scale,
                              'ground-truth')
-        pairs = pair_by_stamp(preds, gts, int(args.max_dt * 1e9))
+        rule = PairingRule.from_seconds(getattr(args, 'sync_policy', 'approximate'),
+                                        args.max_dt)
+        pairs = pair_by_stamp(preds, gts, rule)
         if not pairs:
             gap = nearest_gap_ns(preds, gts) / 1e9
             raise EvaluationError(
@@ -648,7 +698,11 @@ def run(args: argparse.Namespace) -> int:
         if args.gt is None:
             raise EvaluationError('No ground truth given.',
                                   'Pass PRED GT files, or a bag with --pred-topic/--gt-topic.')
-        last_pred = load_depth_file(args.pred, args.pred_scale, args.pred_format,
+        pred_scale = args.pred_scale
+        if pred_scale is None and Path(args.pred).suffix.lower() == '.png' \
+                and args.pred_format == 'auto':
+            pred_scale = 0.001   # 16-bit PNG predictions are ROS 16UC1: depth-node bag writes mm
+        last_pred = load_depth_file(args.pred, pred_scale, args.pred_format,
                                     args.invalid_value, what='prediction file')
         last_gt = load_depth_file(args.gt, args.gt_scale, args.gt_format, args.invalid_value,
                                   what='ground-truth file')
@@ -663,12 +717,19 @@ def run(args: argparse.Namespace) -> int:
                 raise EvaluationError(f'Cannot read the image {args.image!r}.',
                                       'Pass a PNG/JPEG colour image or leave out --image.')
         write_plot(args.plot, aligned, last_gt, image)
+    metrics['baseline'] = constant_baseline(last_gt, **kwargs)
+    relative = relative_warning(args, last_pred, last_gt, kwargs)
+    if relative:
+        metrics['warnings'].append(relative)
     for warning in metrics['warnings']:
         print(f'depth-node evaluate: warning: {warning}', file=sys.stderr)
     if args.json:
         print(json.dumps({k: v for k, v in metrics.items() if k != 'aligned'}))
     else:
         _print_table(metrics)
+        print(f"baseline (constant {metrics['baseline']['depth']:.4g} m, the ground truth's "
+              'median, aligned the same way; a prediction must beat it):')
+        _print_table(metrics['baseline'], header=False)
         extra = {k: metrics[k] for k in ('scale', 'shift', 'n_frames') if k in metrics}
         if extra:
             print('  '.join(f'{k}={v:.6g}' for k, v in extra.items()))

@@ -131,7 +131,7 @@ def test_cli_json_and_plot(shared_data, tmp_path, capsys):
     for key in METRIC_KEYS:
         assert out[key] == pytest.approx(direct[key], rel=1e-9)
     image = cv2.imread(str(plot))
-    assert image.shape == (gt.shape[0], 4 * gt.shape[1], 3)
+    assert image.shape == (gt.shape[0] + 36, 4 * gt.shape[1], 3)   # + the colour bars
     # text output and a clean error for a missing scale
     assert main(['evaluate', str(tmp_path / 'pred.npy'), str(tmp_path / 'pred.npy'),
                  '--align', 'median']) == 0
@@ -199,3 +199,61 @@ def test_real_bags(shared_data, capsys):
     assert main(['evaluate', str(synthetic), '--pred-topic', image, '--gt-topic', image]) == 2
     err = capsys.readouterr().err
     assert 'skipping' in err and 'could be decoded' in err
+
+
+def test_pair_by_stamp_uses_the_one_pairing_rule():
+    from depth_node.sync import PairingRule
+    pred = {100: 'a', 200: 'b', 305: 'c'}
+    gt = {101: 'x', 300: 'y'}
+    assert pair_by_stamp(pred, gt, PairingRule('exact')) == []
+    assert pair_by_stamp(pred, gt, PairingRule('latest_before')) == [(100, 101), (200, 300)]
+    assert pair_by_stamp(pred, gt, PairingRule('approximate', 10)) == [(100, 101), (305, 300)]
+
+
+def _relative_pair(tmp_path):
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1.0, 5.0, (48, 64)).astype(np.float32)
+    np.save(tmp_path / 'gt.npy', gt)
+    np.save(tmp_path / 'frame_relative.npy', (10.0 / gt).astype(np.float32))   # unitless
+    return tmp_path / 'frame_relative.npy', tmp_path / 'gt.npy', gt
+
+
+def test_align_none_on_a_relative_map_warns(tmp_path, capsys):
+    pred, gt, _ = _relative_pair(tmp_path)
+    assert main(['evaluate', str(pred), str(gt)]) == 0
+    err = capsys.readouterr().err
+    assert 'warning: --align none scores the prediction as metres' in err
+    assert main(['evaluate', str(pred), str(gt), '--align', 'scale-shift-disparity']) == 0
+    assert '--align none' not in capsys.readouterr().err
+
+
+def test_constant_baseline_is_printed_beside_every_score(tmp_path, capsys):
+    _, gt_path, gt = _relative_pair(tmp_path)
+    np.save(tmp_path / 'metric.npy', gt * 1.05)
+    for align in ('none', 'median', 'scale-shift'):
+        assert main(['evaluate', str(tmp_path / 'metric.npy'), str(gt_path), '--json',
+                     '--align', align]) == 0
+        baseline = json.loads(capsys.readouterr().out)['baseline']
+        assert baseline['depth'] == pytest.approx(float(np.median(gt)))
+        assert 0.1 < baseline['abs_rel'] < 1.0 and set(METRIC_KEYS) <= set(baseline)
+    assert main(['evaluate', str(tmp_path / 'metric.npy'), str(gt_path)]) == 0
+    assert 'baseline (constant' in capsys.readouterr().out
+
+
+def test_bag_tool_png_prediction_is_read_as_millimetres(tmp_path, capsys):
+    gt = np.full((48, 64), 2.0, np.float32)
+    np.save(tmp_path / 'gt.npy', gt)
+    cv2.imwrite(str(tmp_path / 'frame_depth.png'), np.full((48, 64), 2000, np.uint16))
+    assert main(['evaluate', str(tmp_path / 'frame_depth.png'), str(tmp_path / 'gt.npy'),
+                 '--json']) == 0
+    assert json.loads(capsys.readouterr().out)['abs_rel'] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_plot_colours_near_warm_with_a_colour_bar(tmp_path):
+    from depth_node.evaluate import write_plot
+    gt = np.tile(np.linspace(1.0, 5.0, 64, dtype=np.float32), (48, 1))
+    image = cv2.imread(str(write_plot(tmp_path / 'p.png', gt, gt)))
+    near, far = image[10, 1].astype(int), image[10, 62].astype(int)   # BGR
+    assert near[2] > near[0] and far[0] > far[2]          # near red, far blue
+    bar = image[48:62, :64].astype(int)                   # the legend under the prediction
+    assert bar[7, 1, 2] > bar[7, 1, 0] and bar[7, 62, 0] > bar[7, 62, 2]
