@@ -217,3 +217,15 @@ def test_signals_while_streaming_end_cleanly(install, graph, model, tum_rgb, tmp
             os.killpg(proc.pid, signal.SIGKILL)
     assert rc == 0, out[-3000:]
     assert not [b for b in BAD_OUTPUT if b in out], out[-3000:]
+
+
+def test_installed_launch_file_under_launch_testing(install, model, tmp_path):
+    env = node_env(install, tmp_path)
+    env['DEPTH_NODE_TEST_MODEL'] = str(model)
+    launch_test = shutil.which('launch_test') or str(BIN / 'launch_test')
+    proc = subprocess.run([launch_test, str(REPO / 'test' / 'launch' / 'depth_node_launch.py')],
+                          env=env, capture_output=True, text=True, timeout=400)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert 'Ran 3 tests' in out and 'Ran 1 test' in out, out[-4000:]
+    assert not [b for b in BAD_OUTPUT if b in out], out[-4000:]
