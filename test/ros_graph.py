@@ -80,16 +80,24 @@ class Graph:
         self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
         self._nodes: list[Any] = []
         self._cycles = 0
+        #: exceptions the background executor raised (it spins on after them)
+        self.spin_errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._spin, name='ros_graph_spin', daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            while self.context.ok():
+        while self.context.ok():
+            try:
                 self.executor.spin_once(timeout_sec=0.05)
-                self._cycles += 1
-        except Exception:  # noqa: BLE001 - the context was shut down under the executor
-            pass
+            except Exception as exc:  # noqa: BLE001 - keep spinning the graph's other nodes
+                if not self.context.ok():   # the context was shut down under the executor
+                    break
+                self.spin_errors.append(exc)
+                import sys
+                import traceback
+                print('ros_graph: executor: ' + ''.join(traceback.format_exception(exc)),
+                      file=sys.stderr)
+            self._cycles += 1
 
     def add(self, node: Any) -> Any:
         """Spin ``node`` on the background executor; returns it."""

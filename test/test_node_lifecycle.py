@@ -1,48 +1,80 @@
-"""DepthNode on the rclpy STAND-IN: parameters declared, lifecycle transitions, autostart."""
+"""DepthNode on a real ROS 2 graph: parameters declared, lifecycle transitions, autostart.
+
+Transitions are watched on the node's real ``~/transition_event`` topic, error messages on
+``/rosout``; autostart runs from the node's own timer on the executor.
+"""
 
 from __future__ import annotations
 
-import pytest
+import time
 
-pytest.importorskip('rosbags', reason='the rclpy stand-in builds messages with rosbags')
+import pytest
+import ros_graph
+
+ros_graph.require_rclpy()
 
 from depth_node import parameters  # noqa: E402, I100
 from depth_node.errors import SelfTestError  # noqa: E402
-from rclpy_standin import fire_timers, harness  # noqa: E402
+import node_helpers as helpers  # noqa: E402, I100
+
+ERROR = 40                      # rcl_interfaces/Log level
 
 
 @pytest.fixture(scope='module')
-def ros():
-    with harness.standin_session() as node_module:
-        yield node_module
+def graph():
+    with ros_graph.session() as g:
+        yield g
+
+
+class Made:
+    """A node of a test with what watches it: /rosout lines and its transition events."""
+
+    def __init__(self, graph, node):
+        self.node = node
+        self.watch = ros_graph.Collector(
+            graph, {'/rosout': 'Log', '/depth_node/transition_event': 'TransitionEvent'},
+            name='watch')
+        self.watch.wait_for_publishers('/depth_node/transition_event')
+
+    def errors_logged(self):
+        ros_graph.sync_rosout(self.watch, self.node)
+        return ros_graph.log_lines(self.watch, level=ERROR)
+
+    def transitions(self):
+        """(start state, goal state) of every transition event so far."""
+        with self.watch._cond:
+            events = list(self.watch.messages['/depth_node/transition_event'])
+        return [(e.start_state.label, e.goal_state.label) for e in events]
 
 
 @pytest.fixture
-def make_node(ros):
-    from rclpy import _graph
-    from rclpy.parameter import Parameter
-    nodes = []
+def make_node(graph):
+    made = []
 
-    def make(model=None, opener=None, **overrides):
-        overrides.setdefault('autostart', False)
-        params = [Parameter(k, value=v) for k, v in overrides.items()]
-        node = ros.DepthNode(parameter_overrides=params,
-                             model_opener=opener or (harness.opener_for(model)
-                                                     if model is not None else None))
-        nodes.append(node)
+    def make(model=None, opener=None, spin=True, **overrides):
+        node = graph.depth_node(model=model, spin=False, **overrides)
+        if opener is not None:
+            node._open_model = opener
+        watched = Made(graph, node)
+        made.append(watched)
+        if spin:               # after the watchers are in place: autostart fires on spin
+            graph.spin(node)
         return node
+    make.made = made
     yield make
-    for node in nodes:
-        node.destroy_node()
-    _graph.GRAPH.reset()
+    graph.remove_all()
 
 
-def errors_logged(node):
-    return [m for _, sev, m in node.get_logger().records if sev == 'ERROR']
+def errors_logged(make_node, node):
+    return next(m for m in make_node.made if m.node is node).errors_logged()
+
+
+def transitions(make_node, node):
+    return next(m for m in make_node.made if m.node is node).transitions()
 
 
 def test_every_parameter_declared_with_descriptor(make_node):
-    node = make_node()
+    node = make_node(model_file_path='')
     for spec in parameters.PARAMETERS:
         value = node.get_parameter(spec.name).value
         if spec.name != 'autostart':
@@ -67,20 +99,22 @@ def test_configure_fails_clearly_on_missing_model_file(make_node, tmp_path):
     from rclpy.lifecycle import TransitionCallbackReturn
     node = make_node(model_file_path=str(tmp_path / 'nope.onnx'))
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    assert node.state == 'unconfigured' and node.current_state[1] == 'unconfigured'
-    assert any('does not exist' in m and 'nope.onnx' in m for m in errors_logged(node))
+    assert node.state == 'unconfigured' and node._state_machine.current_state[1] == 'unconfigured'
+    assert any('does not exist' in m and 'nope.onnx' in m for m in errors_logged(make_node, node))
     report = node.diagnostics_report()
     assert report.level == 3 and 'unconfigured' in report.message         # STALE
     assert 'nope.onnx' in report.as_dict()['configure error']
 
 
 def test_configure_fails_on_empty_model_path_with_autostart(make_node):
-    node = make_node(autostart=True)
-    fire_timers(node)                  # the one-shot autostart timer (and diagnostics)
+    node = make_node(autostart=True, model_file_path='')
+    # the one-shot autostart timer fires on the executor
+    ros_graph.wait_for(lambda: len(transitions(make_node, node)) >= 2, what='autostart')
     assert node.state == 'unconfigured'
-    text = '\n'.join(errors_logged(node))
+    text = '\n'.join(errors_logged(make_node, node))
     assert 'model_file_path is empty' in text and 'autostart: configure failed' in text
-    assert node.transitions == [('configure', 'failure', 'unconfigured')]
+    assert transitions(make_node, node) == [('unconfigured', 'configuring'),
+                                            ('configuring', 'unconfigured')]
 
 
 def test_configure_fails_when_self_test_fails(make_node, tmp_path):
@@ -94,54 +128,58 @@ def test_configure_fails_when_self_test_fails(make_node, tmp_path):
     node = make_node(opener=opener, model_file_path=str(model))
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert any('self-test of tiny failed' in m and 'force_engine_update' in m
-               for m in errors_logged(node))
+               for m in errors_logged(make_node, node))
 
 
 def test_configure_rejects_invalid_cross_parameter_values(make_node):
     from rclpy.lifecycle import TransitionCallbackReturn
-    node = make_node(model=harness.FakeModel(), model_file_path='zoo-model',
+    node = make_node(model=helpers.FakeModel(), model_file_path='zoo-model',
                      scale_source='ground_plane')
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    assert any('camera_height' in m for m in errors_logged(node))
+    assert any('camera_height' in m for m in errors_logged(make_node, node))
 
 
 def test_lifecycle_with_real_tiny_onnx_model(make_node, tmp_path):
     pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
     from rclpy.lifecycle import TransitionCallbackReturn as R
-    path = harness.build_tiny_onnx(tmp_path / 'tiny.onnx')
+    path = helpers.build_tiny_onnx(tmp_path / 'tiny.onnx')
     node = make_node(model_file_path=str(path), backend='onnxruntime')
     assert node.trigger_configure() == R.SUCCESS and node.state == 'inactive'
     info = node.diagnostics_report().as_dict()
     assert info['backend backend'] == 'onnxruntime' and info['backend card'] == 'tiny-test-depth'
     assert 'configure error' not in info
     topics = sorted(p.topic_name for p in node.publishers)
-    assert topics == sorted(['/diagnostics', '/depth/image', '/depth/camera_info', '/points',
-                             '/depth/relative', '/depth/colorized'])
-    assert not node.subscriptions
+    assert topics == sorted(['/diagnostics', '/parameter_events', '/depth/image',
+                             '/depth/camera_info', '/points', '/depth/relative',
+                             '/depth/colorized'])
+    assert not list(node.subscriptions)
     assert node.trigger_activate() == R.SUCCESS and node.state == 'active'
     assert sorted(s.topic_name for s in node.subscriptions) == ['/camera_info', '/image']
     assert node.worker_alive
     assert all(p.is_activated for p in node._outputs.values())
     assert node.trigger_deactivate() == R.SUCCESS and node.state == 'inactive'
-    assert not node.subscriptions and not node.worker_alive
+    assert not list(node.subscriptions) and not node.worker_alive
     assert not any(p.is_activated for p in node._outputs.values())
     assert node.trigger_activate() == R.SUCCESS and node.worker_alive
     assert node.trigger_deactivate() == R.SUCCESS
     assert node.trigger_cleanup() == R.SUCCESS and node.state == 'unconfigured'
-    assert [p.topic_name for p in node.publishers] == ['/diagnostics']
+    assert sorted(p.topic_name for p in node.publishers) == ['/diagnostics',
+                                                             '/parameter_events']
     assert node._model is None
     assert node.trigger_shutdown() == R.SUCCESS and node.state == 'finalized'
 
 
 def test_autostart_configures_activates_and_cleanup_frees_model(make_node):
-    model = harness.FakeModel()
+    model = helpers.FakeModel()
     node = make_node(model=model, autostart=True, model_file_path='zoo-model',
                      engine_file_path='/tmp/engines', backend='torch', precision='fp32')
-    fire_timers(node)
+    ros_graph.wait_for(lambda: len(transitions(make_node, node)) >= 4, what='autostart')
     assert node.state == 'active'
-    assert [t for t, _, _ in node.transitions] == ['configure', 'activate']
-    fire_timers(node)                      # one-shot: no second configure
-    assert len(node.transitions) == 2
+    expected = [('unconfigured', 'configuring'), ('configuring', 'inactive'),
+                ('inactive', 'activating'), ('activating', 'active')]
+    assert transitions(make_node, node) == expected
+    time.sleep(0.3)                        # one-shot: no second configure
+    assert transitions(make_node, node) == expected
     path, overrides, options = node._open_model.calls[0]
     assert path == 'zoo-model' and overrides == {}
     assert options['backend'] == 'torch' and options['precision'] == 'fp32'
@@ -152,7 +190,7 @@ def test_autostart_configures_activates_and_cleanup_frees_model(make_node):
 
 
 def test_error_in_transition_releases_everything(make_node, monkeypatch):
-    model = harness.FakeModel()
+    model = helpers.FakeModel()
     node = make_node(model=model, model_file_path='zoo-model')
     assert node.trigger_configure().name == 'SUCCESS'
 
