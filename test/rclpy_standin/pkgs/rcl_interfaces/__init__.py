@@ -1,1 +1,0 @@
-"""STAND-IN for the ROS 2 rcl_interfaces package (tests only)."""

@@ -1,1 +1,0 @@
-"""STAND-IN for the ROS 2 sensor_msgs package (tests only)."""
