@@ -186,6 +186,14 @@ def add_parser(subparsers: Any) -> None:
     core.add_argument('--json', action='store_true', help='print one JSON object')
     core.set_defaults(func=run_core)
 
+    node = benches.add_parser(
+        'node', help='the node on a real ROS 2 graph: latency, overhead vs a plain relay',
+        description='Start the node in its own process on an isolated ROS 2 graph and measure '
+                    'input stamp to depth/image latency against a plain rclpy relay.')
+    from depth_node import bench_node
+    bench_node.add_arguments(node)
+    node.set_defaults(func=bench_node.run)
+
     model = benches.add_parser('model', help='model preprocessing / inference timings')
     try:
         from depth_node.models import bench as model_bench

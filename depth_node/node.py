@@ -649,5 +649,6 @@ def main(args: list[str] | None = None) -> int:
         rclpy.try_shutdown()
     return 0
 
+
 if __name__ == '__main__':
     sys.exit(main())

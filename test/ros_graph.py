@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 import os
 from pathlib import Path
-import random
 import tempfile
 import threading
 import time
@@ -33,7 +32,7 @@ def domain_id() -> int:
     """Return this test process's ROS_DOMAIN_ID (1-100, stable within the process)."""
     global _DOMAIN_ID
     if _DOMAIN_ID is None:
-        _DOMAIN_ID = random.Random(os.getpid() ^ time.time_ns()).randint(1, 100)
+        _DOMAIN_ID = 1 + os.getpid() % 100   # concurrent test processes differ
     return _DOMAIN_ID
 
 
