@@ -94,7 +94,7 @@ def process_status(pid: int) -> dict[str, int]:
 
 
 def pinhole_camera_info(factory: Any, header: Any, width: int, height: int) -> Any:
-    """Return a distortion-free CameraInfo with fx = fy = 0.8 * width, principal point at the centre."""
+    """Return a distortion-free CameraInfo: fx = fy = 0.8 * width, principal point centred."""
     f, cx, cy = 0.8 * width, width / 2.0, height / 2.0
     array = factory.fixed_float64_array
     return factory.CameraInfo(
