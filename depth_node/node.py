@@ -640,6 +640,9 @@ def main(args: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001 - e.g. RCLError 'context is invalid' from a second signal
+        if rclpy.ok():
+            raise
     finally:
         # shutting down is a normal event: a second Ctrl-C or SIGTERM during the cleanup must
         # not turn it into a traceback
