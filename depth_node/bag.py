@@ -60,6 +60,7 @@ from depth_node.bagio import (
     UndeserializableMessageError,
 )
 from depth_node.bagjoin import PartnerBuffer, PartnerIndex
+from depth_node.device import host_array
 from depth_node.errors import DepthNodeError, InputError
 from depth_node.messages import stamp_ns
 from depth_node.ratelimit import ErrorReporter
@@ -1205,7 +1206,7 @@ def process_files(options: Options, pipeline: Any, kind: str, factory: Any | Non
                 continue
             t0 = time.perf_counter()
             if result.metric:
-                depth_mm = encode_depth(np.asarray(result.depth), '16UC1')
+                depth_mm = encode_depth(result.depth, '16UC1')   # numpy or a device tensor
                 cv2.imwrite(str(out_dir / f'{name}_depth.png'), depth_mm)
                 written['depth_png'] += 1
                 outputs = pipeline.outputs(result, header, factory, want)
@@ -1217,7 +1218,7 @@ def process_files(options: Options, pipeline: Any, kind: str, factory: Any | Non
                     written['ply'] += 1
             else:
                 cv2.imwrite(str(out_dir / f'{name}_relative.tiff'),
-                            np.asarray(result.relative, dtype=np.float32))
+                            host_array(result.relative).astype(np.float32, copy=False))
                 written['relative_tiff'] += 1
             summary.frames_written += 1
             sink.account(result, {'read_ms': read_ms,

@@ -73,6 +73,11 @@ def payload_array(factory: Any, shape: tuple[int, ...], dtype: Any) -> tuple[np.
     return out, None
 
 
+def host_array(array: Any) -> np.ndarray:
+    """Return ``array`` as a numpy array: as it is if it is one, else copied from its device."""
+    return array if isinstance(array, np.ndarray) else to_host(array)
+
+
 def to_host(tensor: Any, out: np.ndarray | None = None) -> np.ndarray:
     """Copy a tensor into the host array ``out`` (one copy) and return it.
 

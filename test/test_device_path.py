@@ -268,3 +268,12 @@ def test_depth_model_gpu_path_returns_device_tensors():
     assert same_transform == transform and timings['inference_ms'] >= 0
     # torch resizes in float, OpenCV in fixed point: close, not bit-identical
     np.testing.assert_allclose(got.numpy(), expected, rtol=0.05)
+
+
+def test_host_array_passes_numpy_through_and_copies_tensors():
+    torch = pytest.importorskip('torch')
+    from depth_node.device import host_array
+    array = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert host_array(array) is array
+    copied = host_array(torch.from_numpy(array.copy()))
+    assert isinstance(copied, np.ndarray) and np.array_equal(copied, array)
