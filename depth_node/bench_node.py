@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Any
 
+from depth_node.dds import fastdds_environment, fastdds_profile_variable
 from depth_node.errors import DepthNodeError
 import numpy as np
 
@@ -74,7 +75,7 @@ def isolated_env(log_dir: str) -> dict[str, str]:
     env.pop('ROS_LOCALHOST_ONLY', None)
     profile = fastdds_profile()
     if profile is not None:
-        env['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(profile)
+        env.update(fastdds_environment(profile, env))
     return env
 
 
@@ -122,9 +123,9 @@ class Rig:
         self.env = isolated_env(self.log_dir)
         os.environ.update({k: self.env[k] for k in (
             'ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'RMW_IMPLEMENTATION')})
-        if 'FASTRTPS_DEFAULT_PROFILES_FILE' in self.env:
-            os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = self.env[
-                'FASTRTPS_DEFAULT_PROFILES_FILE']
+        variable = fastdds_profile_variable(self.env)
+        if variable in self.env:
+            os.environ[variable] = self.env[variable]
         params = {'model_file_path': model, 'backend': backend, 'point_decimation': 1,
                   'self_test': False, **(extra_parameters or {})}
         cmd = [sys.executable, '-m', 'depth_node.node', '--ros-args',

@@ -161,6 +161,10 @@ def _default_open_model(model_path: str, overrides: dict[str, Any], **options: A
 class DepthNode(LifecycleNode):
     """Monocular depth as a managed (lifecycle) node named ``depth_node``."""
 
+    # True once __init__ has built every member: on Kilted and newer the context destroys
+    # its nodes at shutdown, also one whose __init__ raised (a bad parameter override)
+    _constructed = False
+
     def __init__(self, node_name: str = 'depth_node', *,
                  model_opener: Callable[..., Any] | None = None, **kwargs: Any) -> None:
         """Declare the parameters; with ``autostart`` configure and activate after spin starts.
@@ -209,6 +213,7 @@ class DepthNode(LifecycleNode):
         self._autostart_timer = None
         if self._values['autostart']:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
+        self._constructed = True
 
     # -- properties for tools and tests ----------------------------------------------------
     @property
@@ -396,8 +401,9 @@ class DepthNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         """Stop the worker and release the model, then destroy the node."""
-        self._stop_processing()
-        self._release()
+        if self._constructed:
+            self._stop_processing()
+            self._release()
         super().destroy_node()
 
     def _sub_events(self, name: str) -> Any:

@@ -10,6 +10,7 @@ keep the node's defaults (``depth_node/parameters.py``, the single place of ever
 
 import os
 
+from depth_node.dds import dds_environment
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -28,37 +29,9 @@ def default_params_file():
                             'config', 'depth_node.yaml')
 
 
-DDS_PROFILES = {
-    'fastdds': ('FASTRTPS_DEFAULT_PROFILES_FILE', 'fastdds_large_images.xml', ''),
-    'cyclonedds': ('CYCLONEDDS_URI', 'cyclonedds_large_images.xml', 'file://'),
-}
-
-
 def package_config_dir():
     """config/ of the installed package, or of the source tree."""
     return os.path.dirname(default_params_file())
-
-
-def dds_environment(profile):
-    """Environment variables that apply a DDS configuration for large images to the node.
-
-    ``fastdds`` / ``cyclonedds`` name the package's configs; a path to an .xml file is used
-    as a Fast DDS profile, unless its root element is CycloneDDS; empty = none.
-    """
-    profile = profile.strip()
-    if not profile:
-        return {}
-    if profile in DDS_PROFILES:
-        variable, name, prefix = DDS_PROFILES[profile]
-        return {variable: prefix + os.path.join(package_config_dir(), name)}
-    path = os.path.abspath(os.path.expanduser(profile))
-    if not os.path.isfile(path):
-        raise ValueError(f'dds_profile {profile!r} is neither fastdds, cyclonedds nor an '
-                         'existing XML file')
-    with open(path, encoding='utf-8') as stream:
-        cyclone = '<CycloneDDS' in stream.read(4096)
-    return {'CYCLONEDDS_URI': 'file://' + path} if cyclone else \
-        {'FASTRTPS_DEFAULT_PROFILES_FILE': path}
 
 
 def sibling_camera_info(image_topic):
@@ -100,7 +73,7 @@ def _launch_node(context, *args, **kwargs):
         emulate_tty=True,
         parameters=[params_file, overrides],
         remappings=[('image', image), ('camera_info', camera_info)],
-        additional_env=dds_environment(arg('dds_profile')),
+        additional_env=dds_environment(arg('dds_profile'), package_config_dir()),
     )]
 
 

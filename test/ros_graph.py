@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any
 
+from depth_node.dds import fastdds_environment
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,10 +48,10 @@ def isolated_env(log_dir: str | os.PathLike | None = None,
         'ROS_LOG_DIR': log_dir,
         'ROS_HOME': log_dir,
         'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
-        'FASTRTPS_DEFAULT_PROFILES_FILE': str(FASTDDS_PROFILE),
         'RCUTILS_LOGGING_BUFFERED_STREAM': '0',
         'PYTHONUNBUFFERED': '1',
     })
+    env.update(fastdds_environment(FASTDDS_PROFILE, env))
     env.pop('ROS_LOCALHOST_ONLY', None)
     return env
 

@@ -127,3 +127,27 @@ def test_main_reports_bad_parameter_overrides_in_one_line():
     assert len(lines) == 1, err
     assert 'InvalidParameterTypeException' in lines[0]
     assert 'min_range' in lines[0] and 'cannot start' in lines[0]
+
+
+def test_a_node_whose_init_raised_can_still_be_destroyed():
+    """Kilted's context destroys its nodes at shutdown, also one whose __init__ raised."""
+    ros_graph.require_rclpy()
+    from rclpy.exceptions import InvalidParameterTypeException
+    with ros_graph.session() as graph:
+        node_class = graph.node_module.DepthNode
+
+        class DestroyedOnFailure(node_class):
+
+            def __init__(self, **kwargs):
+                try:
+                    super().__init__(**kwargs)
+                except InvalidParameterTypeException:
+                    self.destroy_node()     # what rclpy 9's Context._cleanup() does
+                    raise
+
+        graph.node_module.DepthNode = DestroyedOnFailure
+        try:
+            with pytest.raises(InvalidParameterTypeException, match='min_range'):
+                graph.depth_node(min_range=1)
+        finally:
+            graph.node_module.DepthNode = node_class
