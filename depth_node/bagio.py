@@ -43,7 +43,7 @@ class UndeserializableMessageError(InputError):
 
 
 @dataclass(frozen=True)
-class CameraTopics:
+class CameraTopicNames:
     """One camera of a bag: its image topic, paired camera_info topic and output namespace."""
 
     image_topic: str
@@ -102,7 +102,7 @@ class Discovery:
     twin share ``<ns>/camera_info``), and both would write the same ``<ns>/depth/...`` outputs.
     """
 
-    cameras: list[CameraTopics]
+    cameras: list[CameraTopicNames]
     lonely: list[str]
     twins: dict[str, str]
 
@@ -130,7 +130,7 @@ def discover(topics: dict[str, str]) -> Discovery:
             found.twins[twin] = chosen
         info = sibling_camera_info(chosen, msgtype)
         if topics.get(info) == CAMERA_INFO:
-            found.cameras.append(CameraTopics(chosen, msgtype, info, namespace))
+            found.cameras.append(CameraTopicNames(chosen, msgtype, info, namespace))
         else:
             found.lonely.append(chosen)
     found.cameras.sort(key=lambda c: c.image_topic)
@@ -138,7 +138,7 @@ def discover(topics: dict[str, str]) -> Discovery:
     return found
 
 
-def discover_cameras(topics: dict[str, str]) -> tuple[list[CameraTopics], list[str]]:
+def discover_cameras(topics: dict[str, str]) -> tuple[list[CameraTopicNames], list[str]]:
     """Return (cameras with a sibling camera_info, image topics without one).
 
     See :func:`discover`.
@@ -239,6 +239,11 @@ class BagReader:
         return self._reader.connections
 
     @property
+    def typestore(self) -> Any:
+        """Return the typestore of the bag's message definitions."""
+        return self._reader.typestore
+
+    @property
     def is2(self) -> bool:
         """Whether the bag is a rosbag2 bag (CDR), not a ROS 1 bag."""
         return bool(self._reader.is2)
@@ -334,6 +339,46 @@ def to_ros2(msg: Any, msgtype: str, factory: Any) -> Any:
     return msg
 
 
+def _same_layout(msgtype: str, ros1: Any, ros2: Any, seen: set[str]) -> bool:
+    """Whether a ROS 1 definition serializes like the ROS 2 one (std_msgs/Header's seq aside)."""
+    if msgtype in seen or msgtype == 'std_msgs/msg/Header':
+        return True
+    seen.add(msgtype)
+    try:
+        fields1, fields2 = ros1.get_msgdef(msgtype).fields, ros2.get_msgdef(msgtype).fields
+    except Exception:  # TypesysError: unknown to one of them
+        return False
+    return len(fields1) == len(fields2) and all(
+        _same_field(d1, d2, ros1, ros2, seen) for (_, d1), (_, d2) in zip(fields1, fields2))
+
+
+def _same_field(d1: Any, d2: Any, ros1: Any, ros2: Any, seen: set[str]) -> bool:
+    (kind1, value1), (kind2, value2) = d1, d2
+    if kind1 != kind2:
+        return False
+    if isinstance(value1, str):          # a nested message type
+        return value1 == value2 and _same_layout(value1, ros1, ros2, seen)
+    if isinstance(value1[0], tuple):    # array / sequence: (element, length)
+        return value1[1] == value2[1] and _same_field(value1[0], value2[0], ros1, ros2, seen)
+    return value1 == value2             # a base type: (name, bound)
+
+
+def ros1_to_ros2_cdr(reader: Any, typestore: Any, conn: Any, raw: bytes | memoryview
+                     ) -> bytes | None:
+    """Return a ROS 1 message as ROS 2 CDR bytes of ``typestore`` (Humble), or None.
+
+    None when the type is unknown to the typestore, its ROS 1 definition has another layout
+    than the ROS 2 one, or the bytes do not convert (corrupt). ``std_msgs/Header`` loses its
+    ``seq``, as in ROS 2.
+    """
+    if not _same_layout(conn.msgtype, reader.typestore, typestore, set()):
+        return None
+    try:
+        return bytes(typestore.ros1_to_cdr(bytes(raw), conn.msgtype))
+    except Exception:  # SerdeError, struct.error, IndexError ...
+        return None
+
+
 def _field(msg: Any, name: str) -> Any:
     value = getattr(msg, name, None)
     return getattr(msg, name.upper()) if value is None else value
@@ -403,19 +448,24 @@ class BagWriter:
             self._thread = threading.Thread(target=self._work, name='bag-writer', daemon=True)
             self._thread.start()
 
-    def _connection(self, topic: str, msgtype: str, qos: list[Any] | None = None) -> Any:
+    def _connection(self, topic: str, msgtype: str, qos: list[Any] | None = None,
+                    typestore: Any = None) -> Any:
         key = (topic, msgtype)
         conn = self._connections.get(key)
         if conn is None:
+            store = self.typestore
+            if typestore is not None and msgtype not in store.fielddefs:
+                store = typestore    # a type of the input bag the output typestore lacks
             conn = self._writer.add_connection(
-                topic, msgtype, typestore=self.typestore,
+                topic, msgtype, typestore=store,
                 offered_qos_profiles=self._qos if qos is None else qos)
             self._connections[key] = conn
         return conn
 
     def _store(self, topic: str, msgtype: str, data: Any, log_time_ns: int,
-               qos: list[Any] | None) -> None:
-        self._writer.write(self._connection(topic, msgtype, qos), int(log_time_ns), data)
+               qos: list[Any] | None, typestore: Any = None) -> None:
+        self._writer.write(self._connection(topic, msgtype, qos, typestore), int(log_time_ns),
+                           data)
 
     def _work(self) -> None:
         assert self._queue is not None
@@ -443,13 +493,17 @@ class BagWriter:
         return len(data)
 
     def write_raw(self, topic: str, msgtype: str, data: bytes | memoryview, log_time_ns: int,
-                  qos: list[Any] | None = None) -> None:
-        """Write serialized CDR bytes (owned by the writer from now on: do not modify)."""
+                  qos: list[Any] | None = None, typestore: Any = None) -> None:
+        """Write serialized CDR bytes (owned by the writer from now on: do not modify).
+
+        :param typestore: where to find the message definition of a type the writer's own
+            typestore does not know (a custom type of the input bag).
+        """
         self._check()
         if self._queue is not None:
-            self._queue.put((topic, msgtype, data, log_time_ns, qos))
+            self._queue.put((topic, msgtype, data, log_time_ns, qos, typestore))
         else:
-            self._store(topic, msgtype, data, log_time_ns, qos)
+            self._store(topic, msgtype, data, log_time_ns, qos, typestore)
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def close(self) -> None:

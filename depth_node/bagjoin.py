@@ -5,14 +5,17 @@ streams (camera_info, sparse depth, the colour image of an xyzrgb cloud), the se
 images in log order. :class:`PartnerIndex` answers, for an image, *which* partner stamp the
 :class:`~depth_node.sync.PairingRule` chooses (the node applies the same rule live, so a replay
 pairs the same frames); :class:`PartnerBuffer` holds the partner messages read so far and the
-frames waiting for one that comes later in the bag. Both are ROS-free and bag-free, so the
-joining is unit-tested on plain stamps.
+frames waiting for one that comes later in the bag; :class:`FrameJoiner` uses both to hand
+out each camera's frames in the order they were read, each with its partners, once nothing it
+waits for is still to come. All are ROS-free and bag-free, so the joining is unit-tested on
+plain stamps.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import defaultdict
+from collections import defaultdict, deque
+from dataclasses import dataclass
 from typing import Any
 
 from depth_node.sync import PairingRule
@@ -99,3 +102,125 @@ class PartnerBuffer:
         """Drop a buffered partner (its frame was left out)."""
         if stamp is not None:
             self.messages.pop(stamp, None)
+
+
+#: frames of a camera waiting for their sparse depth or colour image, colour images buffered
+#: for a later depth frame: at most this many (the oldest goes on without / is dropped).
+MAX_BUFFERED = 64
+#: sparse depth messages kept for later images
+SPARSE_KEPT = 256
+
+
+@dataclass(eq=False)
+class PendingFrame:
+    """An image read from the recording, with what is paired with it so far.
+
+    ``camera`` is any hashable key of its camera; ``msg`` is whatever the caller keeps.
+    """
+
+    camera: Any
+    msg: Any
+    stamp: int
+    log_time: int
+    read_ms: float = 0.0
+    sparse: Any = None
+    rgb: Any = None
+    sparse_stamp: int | None = None   # the stamp of its sparse depth (pairing rule)
+    rgb_stamp: int | None = None      # the stamp of its colour image (pairing rule)
+    need_sparse: bool = False         # its sparse depth is later in the recording
+    need_rgb: bool = False            # its colour image is later in the recording
+    rgb_note: str = ''                # why no colour image was found, for the message
+
+    @property
+    def waits(self) -> bool:
+        """Whether something paired with it is still to come."""
+        return self.need_sparse or self.need_rgb
+
+
+class FrameJoiner:
+    """Join each camera's frames with their sparse depth and colour image, in read order.
+
+    The partner of a frame is the one its :class:`PartnerIndex` (the first pass) picks; a
+    partner read earlier is taken from the buffer, one logged later is waited for. Frames of a
+    camera come out in the order they went in, so a waiting frame holds back the later ones.
+    Bounded: beyond ``max_waiting`` frames of a camera the oldest stops waiting (it goes on
+    without its partner), beyond ``max_waiting`` colour images the oldest is dropped.
+
+    :param sparse_index: the sparse depth stream's index, or None (no sparse depth).
+    :param rgb_index: the colour image stream's index, or None (no colour image).
+    """
+
+    def __init__(self, sparse_index: PartnerIndex | None = None,
+                 rgb_index: PartnerIndex | None = None, max_waiting: int = MAX_BUFFERED,
+                 sparse_kept: int = SPARSE_KEPT) -> None:
+        self.sparse_index = sparse_index
+        self.rgb_index = rgb_index
+        self.max_waiting = max(1, max_waiting)
+        self.sparse = PartnerBuffer(sparse_kept)
+        self.rgb = PartnerBuffer(self.max_waiting)
+        self.queues: dict[Any, deque[PendingFrame]] = defaultdict(deque)
+
+    def add_frame(self, frame: PendingFrame) -> list[PendingFrame]:
+        """Queue a frame read from the recording; return the frames now ready, in order."""
+        for kind, index, buffer in (('sparse', self.sparse_index, self.sparse),
+                                    ('rgb', self.rgb_index, self.rgb)):
+            if index is None:
+                continue
+            stamp = index.partner(frame.stamp, frame.log_time)
+            partner = buffer.get(stamp)
+            setattr(frame, f'{kind}_stamp', stamp)
+            setattr(frame, kind, partner)
+            setattr(frame, f'need_{kind}', partner is None and stamp is not None)
+            if partner is None and stamp is not None:
+                buffer.wait(stamp, frame)
+        queue = self.queues[frame.camera]
+        queue.append(frame)
+        if len(queue) > self.max_waiting:   # bounded: the oldest stops waiting
+            oldest = queue[0]
+            if oldest.need_rgb:
+                oldest.rgb_note = (f' (it comes more than {self.max_waiting} frames later in '
+                                   'the bag)')
+            self._settle(oldest)
+        return self._drain(frame.camera)
+
+    def add_sparse(self, stamp: int, message: Any, read_ms: float = 0.0) -> list[PendingFrame]:
+        """Keep a sparse depth message; return the frames now ready, in order."""
+        return self._deliver(self.sparse.put(stamp, message), 'sparse', message, read_ms)
+
+    def add_rgb(self, stamp: int, message: Any, read_ms: float = 0.0) -> list[PendingFrame]:
+        """Keep a colour image; return the frames now ready, in order."""
+        return self._deliver(self.rgb.put(stamp, message), 'rgb', message, read_ms)
+
+    def flush(self) -> list[PendingFrame]:
+        """Stop every wait (the partners never came); return all frames left, in order."""
+        ready: list[PendingFrame] = []
+        for camera, queue in self.queues.items():
+            for frame in queue:
+                if frame.need_rgb:
+                    frame.rgb_note = ' (it was indexed but could not be read)'
+                self._settle(frame)
+            ready += self._drain(camera)
+        return ready
+
+    def _deliver(self, frames: list[PendingFrame], kind: str, message: Any,
+                 read_ms: float) -> list[PendingFrame]:
+        ready: list[PendingFrame] = []
+        for frame in frames:
+            setattr(frame, kind, message)
+            setattr(frame, f'need_{kind}', False)
+            frame.read_ms += read_ms
+            ready += self._drain(frame.camera)
+        return ready
+
+    def _settle(self, frame: PendingFrame) -> None:
+        """Stop waiting: the frame goes on with what it has (a later drain hands it out)."""
+        frame.need_sparse = frame.need_rgb = False
+        self.sparse.forget(frame)
+        self.rgb.forget(frame)
+
+    def _drain(self, camera: Any) -> list[PendingFrame]:
+        queue = self.queues[camera]
+        ready = []
+        while queue and not queue[0].waits:
+            ready.append(queue.popleft())
+        return ready

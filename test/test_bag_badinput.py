@@ -211,7 +211,8 @@ def test_every_and_max_frames(bags, model, tmp_path):
     assert summary['frames_skipped_every'] == 2
     assert summary['frames_read'] == 4
     rows = read_bag(out)
-    assert {r[0] for r in rows} == {'/cam_a/depth/relative'}   # relative model, no scale
+    # relative model, no scale: the relative map and the camera_info it goes with
+    assert {r[0] for r in rows} == {'/cam_a/depth/relative', '/cam_a/depth/camera_info'}
     assert summary['frames_relative_only'] == 2
 
 

@@ -34,7 +34,7 @@ def test_discovery_sibling_naming_prefers_raw_and_skips_depth():
 def test_namespace_of_top_level_topics():
     assert bagio.camera_namespace('/image_raw') == '/'
     assert bagio.sibling_camera_info('/image_raw') == '/camera_info'
-    assert bagio.CameraTopics('/image_raw', IMG, None, '/').output_topic('points') == '/points'
+    assert bagio.CameraTopicNames('/image_raw', IMG, None, '/').output_topic('points') == '/points'
 
 
 def test_ros1_messages_become_ros2(humble_factory):
@@ -118,7 +118,7 @@ def test_progress_bar_on_a_terminal_only(monkeypatch):
     for stream, quiet, shown in ((Tty(), False, True), (Tty(), True, False),
                                  (io.StringIO(), False, False)):
         monkeypatch.setattr('sys.stderr', stream)
-        bar = bag._progress(4, quiet)
+        bar = bag.progress_bar(4, quiet)
         bar.update(4)
         bar.close()
         text = stream.getvalue()

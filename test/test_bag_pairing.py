@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from depth_node.bagjoin import PartnerBuffer, PartnerIndex
+from depth_node.bagjoin import FrameJoiner, PartnerBuffer, PartnerIndex, PendingFrame
 from depth_node.sync import FrameSync, PairingRule
 import pytest
 
@@ -59,6 +59,52 @@ def test_partner_buffer_keeps_shared_partners_and_releases_waiting_frames():
     assert buffer.put(7, 'sparse 7') == [] and buffer.put(9, 'sparse 9') == []
     assert buffer.get(5) is None and buffer.get(9) == 'sparse 9'    # bounded
     assert buffer.get(None) is None
+
+
+def _frame(camera: str, stamp: int, log_time: int | None = None) -> PendingFrame:
+    return PendingFrame(camera, f'{camera}@{stamp // MS}', stamp,
+                        stamp if log_time is None else log_time)
+
+
+def _names(frames) -> list[str]:
+    return [f.msg for f in frames]
+
+
+def test_frame_joiner_waits_for_late_partners_and_keeps_each_camera_in_order():
+    """The joining of the bag tool, without a bag: late partners, shared ones, order."""
+    rule = PairingRule.from_seconds('approximate', 0.02)
+    sparse = _index(rule, [(110 * MS, 130 * MS), (210 * MS, 230 * MS), (400 * MS, 420 * MS)])
+    joiner = FrameJoiner(sparse, None)
+    # a's frame 100 pairs with sparse 110, logged later: it waits, and holds back frame 200
+    assert joiner.add_frame(_frame('a', 100 * MS)) == []
+    assert joiner.add_frame(_frame('a', 200 * MS)) == []
+    # camera b has no partner for 300 (none within 20 ms): it goes at once, a still waits
+    assert _names(joiner.add_frame(_frame('b', 300 * MS))) == ['b@300']
+    ready = joiner.add_sparse(110 * MS, 'sparse 110', read_ms=2.0)
+    assert _names(ready) == ['a@100'] and ready[0].sparse == 'sparse 110'
+    assert ready[0].read_ms == 2.0
+    ready = joiner.add_sparse(210 * MS, 'sparse 210')
+    assert _names(ready) == ['a@200'] and ready[0].sparse == 'sparse 210'
+    # an earlier partner is kept and can serve a later frame too
+    assert joiner.add_frame(_frame('b', 215 * MS, 500 * MS))[0].sparse == 'sparse 210'
+    # a partner that never comes: flush hands the frame out without one, in order
+    assert joiner.add_frame(_frame('a', 390 * MS)) == []
+    assert joiner.add_frame(_frame('a', 600 * MS)) == []
+    flushed = joiner.flush()
+    assert _names(flushed) == ['a@390', 'a@600'] and flushed[0].sparse is None
+
+
+def test_frame_joiner_bounds_the_wait_and_says_why():
+    rgb = _index(PairingRule('exact'), [(t * MS, 10_000 * MS + t) for t in range(1, 6)])
+    joiner = FrameJoiner(None, rgb, max_waiting=2)
+    out = []
+    for t in range(1, 6):        # every colour image is logged long after its depth frame
+        out += joiner.add_frame(_frame('d', t * MS))
+    assert _names(out) == ['d@1', 'd@2', 'd@3']        # beyond 2 waiting, the oldest goes on
+    assert all(f.rgb is None and 'more than 2 frames later' in f.rgb_note for f in out)
+    for t in range(1, 6):
+        out += joiner.add_rgb(t * MS, f'rgb {t}')
+    assert [f.rgb for f in out[3:]] == ['rgb 4', 'rgb 5']
 
 
 # -- the bag tool and the node pair the same frames of a recording ----------------------------

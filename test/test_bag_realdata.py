@@ -236,7 +236,8 @@ def test_tum_summary_has_stage_timings(shared_data, model, tmp_path):
         assert summary['stage_ms'][stage] >= 0.0
     assert summary['stage_ms']['inference_ms'] > 0
     assert 0 < summary['inference_fraction'] < 1
-    assert summary['messages_written'] == {'/camera/color/depth/relative': 1}
+    assert summary['messages_written'] == {'/camera/color/depth/relative': 1,
+                                           '/camera/color/depth/camera_info': 1}
 
 
 def test_t265_ros1_copy_input_becomes_ros2(shared_data, model, store, tmp_path):

@@ -11,7 +11,7 @@ from test_bag_support import camera_info, check_cdr, decode, image, read_bag, st
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 
-from depth_node import bag  # noqa: E402, I100
+from depth_node import bag, bag_rosbag  # noqa: E402, I100
 from depth_node.cli import main  # noqa: E402
 
 S = 1_000_000_000
@@ -236,7 +236,7 @@ def test_several_colour_cameras_warn_and_write_xyz(factory, tmp_path, capsys):
 
 def test_waiting_frames_are_bounded(factory, tmp_path, monkeypatch):
     """Colour images logged far after their depth frames: the oldest frames stop waiting."""
-    monkeypatch.setattr(bag, 'MAX_BUFFERED', 2)
+    monkeypatch.setattr(bag_rosbag, 'MAX_BUFFERED', 2)
     rgbs = _colours(6)
     f = factory
     rows = _infos(f, range(1, 6))
