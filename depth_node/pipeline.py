@@ -14,6 +14,11 @@ pipeline) keep a state each; a camera whose camera_info changes (recalibration, 
 resolution, binning or ROI) gets a new state that *replaces* its old one, so the scale
 smoother restarts with the new geometry. Bad input raises an
 :class:`~depth_node.errors.InputError` before any state is touched.
+
+Several cameras run as one batch with :meth:`DepthPipeline.process_batch`: each frame is
+decoded and checked with its own camera state, the good ones go through the model in one call
+(:meth:`~depth_node.models.runner.DepthModel.predict_batch`), and each result is made metric
+with its own camera's state; a bad frame gets its error in its place and costs no other frame.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from depth_node.metric import (
     MetricConverter,
     ScaleReport,
 )
+from depth_node.models.preprocess import check_rgb
 import numpy as np
 
 OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'depth/relative', 'depth/colorized')
@@ -114,6 +120,16 @@ class FrameResult:
     def metric(self) -> bool:
         """Whether ``depth`` holds metres."""
         return self.depth is not None
+
+
+@dataclass
+class BatchItem:
+    """One camera's frame of a batch: image (+ camera_info or camera model, + sparse depth)."""
+
+    image: Any
+    camera_info: Any | None = None
+    sparse_depth: Any | None = None
+    camera: CameraModel | None = None
 
 
 @dataclass
@@ -273,18 +289,58 @@ class DepthPipeline:
         """
         if self.model is None:
             raise RuntimeError('this pipeline has no model: use process_depth()')
-        timings: dict[str, float] = {}
+        prepared = self._prepare(BatchItem(image_msg, camera_info_msg, sparse_depth_msg, camera))
+        raw, transform, model_timings = self.model.predict(prepared[0])
+        return self._finish(prepared, raw, transform, model_timings)
+
+    def process_batch(self, items: list[BatchItem]
+                      ) -> tuple[list[FrameResult | DepthNodeError], dict[str, float]]:
+        """Run the frames of several cameras through the model as one batch.
+
+        :param items: one :class:`BatchItem` per camera (its image, camera_info or camera
+            model, sparse depth), in any order; each camera keeps its own state.
+        :returns: per item, in order, its :class:`FrameResult` or the
+            :class:`~depth_node.errors.DepthNodeError` its input raised (the other frames
+            are not affected), and the batch's timings (``batch_size``, ``model_calls``,
+            ``inference_ms``, ...).
+        """
+        if self.model is None:
+            raise RuntimeError('this pipeline has no model: use process_depth()')
+        out: list[FrameResult | DepthNodeError] = []
+        good: list[tuple[int, tuple]] = []
+        for i, item in enumerate(items):
+            try:
+                good.append((i, self._prepare(item)))
+                out.append(None)  # type: ignore[arg-type]
+            except DepthNodeError as exc:
+                out.append(exc)
+        if not good:
+            return out, {'batch_size': 0.0, 'model_calls': 0.0}
+        predicted, timings = self.model.predict_batch([prepared[0] for _, prepared in good])
+        shared = {'inference_ms': timings.get('inference_ms', 0.0) / max(1, len(good))}
+        for (i, prepared), (raw, transform) in zip(good, predicted):
+            try:
+                out[i] = self._finish(prepared, raw, transform, dict(shared))
+            except DepthNodeError as exc:
+                out[i] = exc
+        return out, timings
+
+    def _prepare(self, item: BatchItem) -> tuple:
+        """Decode and check one frame; returns ``(rgb, state, sparse, decode_ms)``."""
         t0 = time.perf_counter()
-        rgb = message_to_rgb(image_msg)
+        rgb = check_rgb(message_to_rgb(item.image))
         height, width = rgb.shape[:2]
-        state = self._state(camera_info_msg, camera, width, height)
+        state = self._state(item.camera_info, item.camera, width, height)
         sparse = None
-        if sparse_depth_msg is not None and self._wants_sparse():
-            sparse = self._sparse_depth(sparse_depth_msg, width, height)
-        t1 = time.perf_counter()
-        timings['decode_ms'] = (t1 - t0) * 1e3
-        raw, transform, model_timings = self.model.predict(rgb)
-        timings.update(model_timings)
+        if item.sparse_depth is not None and self._wants_sparse():
+            sparse = self._sparse_depth(item.sparse_depth, width, height)
+        return rgb, state, sparse, (time.perf_counter() - t0) * 1e3
+
+    def _finish(self, prepared: tuple, raw: Any, transform: Any,
+                model_timings: dict[str, float]) -> FrameResult:
+        """Make one frame's raw output metric with its camera's state."""
+        rgb, state, sparse, decode_ms = prepared
+        timings = {'decode_ms': decode_ms, **model_timings}
         t2 = time.perf_counter()
         depth, relative, report = state.converter.convert(raw, state.camera, transform, sparse)
         timings['metric_ms'] = (time.perf_counter() - t2) * 1e3

@@ -16,13 +16,16 @@ K_TUM = [525.0, 0.0, 319.5, 0.0, 525.0, 239.5, 0.0, 0.0, 1.0]
 
 
 def build_tiny_onnx(path: Path, width: int = 64, height: int = 48, scale: float = 4.0,
-                    offset: float = 1.0) -> Path:
-    """Build a real tiny ONNX "metric depth" model and card: depth = offset + scale * mean(rgb)."""
+                    offset: float = 1.0, batch: int | str = 1) -> Path:
+    """Build a real tiny ONNX "metric depth" model and card: depth = offset + scale * mean(rgb).
+
+    ``batch='batch'`` gives it a batch axis (as ``depth-node export --dynamic-batch`` does).
+    """
     from depth_node.models.card import card_path_for, ModelCard
     import onnx
     from onnx import helper, numpy_helper, TensorProto
-    inp = helper.make_tensor_value_info('image', TensorProto.FLOAT, [1, 3, height, width])
-    out = helper.make_tensor_value_info('depth', TensorProto.FLOAT, [1, height, width])
+    inp = helper.make_tensor_value_info('image', TensorProto.FLOAT, [batch, 3, height, width])
+    out = helper.make_tensor_value_info('depth', TensorProto.FLOAT, [batch, height, width])
     inits = [numpy_helper.from_array(np.array([1], np.int64), 'axes'),
              numpy_helper.from_array(np.array(scale, np.float32), 'scale'),
              numpy_helper.from_array(np.array(offset, np.float32), 'offset')]

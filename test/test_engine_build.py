@@ -16,7 +16,7 @@ import pytest
 
 
 def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True,
-                  builder_fails: str = ''):
+                  builder_fails: str = '', input_shape=(1, 3, 56, 70)):
     """Return a module with the subset of the TensorRT Python API that build_engine uses.
 
     Major 11 has no weak typing (no BuilderFlag.FP16, no layer precisions, no EXPLICIT_BATCH),
@@ -91,7 +91,17 @@ def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True,
             return self.layers[i]
 
         def get_input(self, i):
-            return ITensor(name='pixel_values', shape=(1, 3, 56, 70))
+            return ITensor(name='pixel_values', shape=tuple(input_shape))
+
+    class IOptimizationProfile:
+
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, input, min, opt, max):  # noqa: A002 - TensorRT's names
+            self.shapes[input] = (tuple(min), tuple(opt), tuple(max))
+
+    trt.IOptimizationProfile = IOptimizationProfile
 
     class Cache:
 
@@ -106,6 +116,11 @@ def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True,
 
         def __init__(self):
             self.flags, self.pools, self.cache, self.progress_monitor = [], {}, None, None
+            self.profiles = []
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile)
+            return len(self.profiles) - 1
 
         def set_memory_pool_limit(self, pool, size):
             self.pools[pool] = size
@@ -145,6 +160,9 @@ def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True,
         def create_builder_config(self):
             self.config = Config()
             return self.config
+
+        def create_optimization_profile(self):
+            return IOptimizationProfile()
 
         def build_serialized_network(self, network, config):
             trt.calls.append(('build', tuple(config.flags)))
@@ -290,6 +308,37 @@ def test_ensure_engine_with_fake_tensorrt_end_to_end(monkeypatch, onnx_file, tmp
     assert key.input_shapes == {'pixel_values': [1, 3, 28, 42]}
     assert (key.gpu_name, key.compute_capability) == ('NVIDIA H100', '9.0')
     assert eng.read_sidecar(path)['key'] == key
+
+
+def test_batch_axis_gets_a_profile_up_to_max_batch_and_its_own_cache_key(monkeypatch,
+                                                                         tmp_path):
+    onnx = pytest.importorskip('onnx', reason='onnx is not installed')
+    from node_helpers import build_tiny_onnx
+    path = build_tiny_onnx(tmp_path / 'b.onnx', batch='batch')
+    assert onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    trt = fake_tensorrt('10.3.0', input_shape=(-1, 3, 48, 64))
+    monkeypatch.setitem(sys.modules, 'tensorrt', trt)
+    source = SimpleNamespace(tensorrt_version=lambda: '10.3.0',
+                             gpu=lambda: ('NVIDIA H100', '9.0'))
+    engine, key = eng.ensure_engine(path, precision='fp32', key_source=source, max_batch=4,
+                                    log=lambda m: None)
+    (profile,) = trt.builder.config.profiles
+    assert profile.shapes == {'pixel_values': ((1, 3, 48, 64), (4, 3, 48, 64), (4, 3, 48, 64))}
+    assert key.input_shapes == {'image': [4, 3, 48, 64]}
+    # another number of cameras needs another engine: the key says so
+    assert eng.cache_decision(engine, key, False)[0] == 'use'
+    other = eng.compute_key(path, 'fp32', source, input_shapes={'image': [2, 3, 48, 64]})
+    assert eng.cache_decision(engine, other, False)[0] != 'use'
+    # a fixed-batch network gets no profile
+    trt = fake_tensorrt('10.3.0')
+    monkeypatch.setitem(sys.modules, 'tensorrt', trt)
+    eng.build_engine(path, tmp_path / 'n.engine', precision='fp32', max_batch=4,
+                     log=lambda m: None)
+    assert trt.builder.config.profiles == []
+    trt = fake_tensorrt('10.3.0', input_shape=(-1, 3, -1, 64))
+    monkeypatch.setitem(sys.modules, 'tensorrt', trt)
+    with pytest.raises(EngineError, match='besides the batch axis'):
+        eng.build_engine(path, tmp_path / 'n.engine', precision='fp32', log=lambda m: None)
 
 
 def test_tensorrt_11_refuses_fp16_and_builds_fp32(monkeypatch, onnx_file, tmp_path):

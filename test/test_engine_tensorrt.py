@@ -152,6 +152,11 @@ class _FakeEngine:
         self.num_io_tensors = len(shapes)
         self.out_dtype = out_dtype
         self.accept_addresses = True
+        self.max_batch = 1
+
+    def get_tensor_profile_shape(self, name, profile_index):
+        shape = self.shapes[name]
+        return [(1, *shape[1:]), (self.max_batch, *shape[1:]), (self.max_batch, *shape[1:])]
 
     def get_tensor_name(self, i):
         return list(self.shapes)[i]
@@ -175,7 +180,7 @@ class _FakeContext:
 
     def set_input_shape(self, name, shape):
         self.shapes[name] = tuple(shape)
-        self.shapes['predicted_depth'] = (1, shape[2], shape[3])
+        self.shapes['predicted_depth'] = (shape[0], shape[2], shape[3])
         return True
 
     def get_tensor_shape(self, name):
@@ -195,7 +200,8 @@ class _FakeContext:
         return True
 
 
-def _cpu_backend(monkeypatch, shapes, card, out_dtype='FLOAT', accept_addresses=True):
+def _cpu_backend(monkeypatch, shapes, card, out_dtype='FLOAT', accept_addresses=True,
+                 max_batch=1):
     torch = pytest.importorskip('torch', reason='torch is not installed')
     import contextlib
     import weakref
@@ -224,6 +230,7 @@ def _cpu_backend(monkeypatch, shapes, card, out_dtype='FLOAT', accept_addresses=
             self.engine_path = Path('fake.engine')
             self.engine = _FakeEngine(torch, shapes, out_dtype)
             self.engine.accept_addresses = accept_addresses
+            self.engine.max_batch = max_batch
             self._trt_logger = SimpleNamespace(errors=['[E] fake: misaligned address'])
             self.context = _FakeContext(self.engine, weakref.ref(self))
             self._bind()
@@ -259,6 +266,26 @@ def test_dynamic_input_shape_set_from_card_and_fp16_output(monkeypatch):
     out = backend.infer(x)
     assert out.dtype == np.float32 and out.shape == (14, 28)
     np.testing.assert_allclose(out, 2.0)
+
+
+def test_batch_axis_engine_runs_up_to_its_profile_maximum_in_one_call(monkeypatch):
+    backend = _cpu_backend(monkeypatch, {'pixel_values': (-1, 3, 14, 28),
+                                         'predicted_depth': (-1, 14, 28)}, _card(14, 28),
+                           max_batch=4)
+    assert backend.max_batch == 4 and tuple(backend._input.shape) == (4, 3, 14, 28)
+    x = np.random.default_rng(2).normal(size=(3, 3, 14, 28)).astype(np.float32)
+    out = backend.infer_batch(x)
+    assert out.shape == (3, 14, 28) and backend.context.runs == 1
+    assert backend.context.shapes['pixel_values'] == (3, 3, 14, 28)
+    np.testing.assert_allclose(out, 2 * x.mean(axis=1), rtol=1e-5, atol=1e-6)
+    single = backend.infer(x[1:2])
+    assert single.shape == (14, 28) and backend.context.shapes['pixel_values'][0] == 1
+    np.testing.assert_allclose(single, 2 * x[1].mean(axis=0), rtol=1e-5, atol=1e-6)
+    more = np.concatenate([x, x])            # 6 > 4: one call per frame, still right
+    np.testing.assert_allclose(backend.infer_batch(more), 2 * more.mean(axis=1), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(Exception, match='differs from the engine input'):
+        backend.infer_batch(np.zeros((2, 3, 14, 27), np.float32))
 
 
 def test_card_and_engine_disagree(monkeypatch):

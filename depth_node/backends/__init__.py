@@ -108,7 +108,9 @@ def load_backend(model_path: Any, card: Any, backend: str = 'auto', *, precision
     :param allow_engine_build: False refuses to build an engine (only cached ones are used).
     :param self_test: run the card's golden self-test (strongly recommended).
     :param log: where to write what was chosen and why.
-    :param options: backend-specific extras (``providers``, ``intra_op_threads``; torch:
+    :param options: backend-specific extras (``max_batch``: the largest batch a TensorRT
+        engine of an ONNX file with a batch axis is built for; ``providers``,
+        ``intra_op_threads``; torch:
         ``device``, ``random_weights``, ``threads``, ``channels_last``, ``warmup``,
         ``compile``).
     :raises BackendUnavailableError: the backend's dependencies are missing.
@@ -123,7 +125,8 @@ def load_backend(model_path: Any, card: Any, backend: str = 'auto', *, precision
         cls = _tensorrt_class()
         instance = cls(model_path, card, precision=precision, engine_cache_dir=engine_cache_dir,
                        force_engine_update=force_engine_update,
-                       allow_engine_build=allow_engine_build, log=log)
+                       allow_engine_build=allow_engine_build, log=log,
+                       max_batch=int(options.get('max_batch', 1)))
     elif backend == 'onnxruntime':
         from depth_node.backends.onnxruntime import OnnxRuntimeBackend
         keep = {k: options[k] for k in ('providers', 'intra_op_threads') if k in options}

@@ -4,6 +4,9 @@ A :class:`Backend` runs one depth network: ``infer(tensor)`` takes the preproces
 (numpy on the CPU, or a torch tensor on the backend's device) and returns the network output as
 one (H_n, W_n) float32 map: a numpy array on the CPU, a torch tensor on CUDA. The returned
 map may be a buffer the backend reuses: it is valid until the next ``infer`` call.
+``infer_batch(tensor)`` runs N inputs stacked on axis 0 in one network call and returns
+(N, H_n, W_n) when the model has a batch dimension (:attr:`Backend.max_batch`); a model exported
+with a fixed batch of 1 runs them one call each.
 
 Golden self-test: a card's ``reference`` describes a deterministic input and a small but
 discriminating digest of the expected output, written at export time by
@@ -53,6 +56,9 @@ class Backend(ABC):
     name: str = 'backend'
     device: str = 'cpu'
     precision: str = 'fp32'
+    #: the largest batch one network call takes: None = any (a dynamic batch axis), 1 = the
+    #: model has a fixed batch of one (``infer_batch`` then runs one call per input)
+    max_batch: int | None = 1
 
     def __init__(self, model_path: Any, card: Any) -> None:
         """:param model_path: what was loaded. :param card: the model card."""
@@ -62,6 +68,22 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, tensor: Any) -> Any:
         """Run the network on one preprocessed input; return the (H_n, W_n) float32 output."""
+
+    def infer_batch(self, tensor: Any) -> Any:
+        """Run N inputs stacked on axis 0; return the (N, H_n, W_n) float32 outputs.
+
+        This default runs one :meth:`infer` call per input and copies each output out of the
+        reused buffer; backends whose model has a batch axis override it with one call.
+        """
+        result: Any = None
+        for i in range(len(tensor)):
+            output = self.infer(tensor[i:i + 1])
+            if result is None:
+                result = (output.new_empty((len(tensor),) + tuple(output.shape))
+                          if hasattr(output, 'new_empty') else
+                          np.empty((len(tensor),) + output.shape, np.float32))
+            result[i] = output      # a copy: the backend reuses its output buffer
+        return result
 
     def info(self) -> dict[str, str]:
         """Describe what runs: backend, device, provider or engine, precision, model."""

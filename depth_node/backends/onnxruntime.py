@@ -3,6 +3,11 @@
 On CUDA the input and output are bound to torch CUDA tensors with I/O binding (no host round
 trip); on the CPU the input numpy buffer and a preallocated output buffer are bound, so a
 frame allocates nothing. Only the card's ``output_name`` is computed.
+
+A model exported with a dynamic batch axis (``depth-node export --dynamic-batch``: the first
+input dimension is symbolic) runs N frames in one ``infer_batch`` call
+(:attr:`~depth_node.backends.base.Backend.max_batch` is None); one with a fixed batch of 1 runs
+them one call each.
 """
 
 from __future__ import annotations
@@ -115,34 +120,47 @@ class OnnxRuntimeBackend(Backend):
                              'Fix output_name in the model card.')
         shape = inputs[card.input_name].shape
         want = card.input_shape()
-        if len(shape) != 4 or any(isinstance(d, int) and d != w for d, w in zip(shape, want)):
+        # a symbolic (or -1) first dimension: a batch axis, any number of frames per call
+        self.max_batch = 1 if isinstance(shape[0], int) and shape[0] > 0 else None
+        if len(shape) != 4 or any(isinstance(d, int) and d > 0 and d != w
+                                  for d, w in zip(shape[1:], want[1:])) or \
+                (self.max_batch is not None and shape[0] != 1):
             raise ModelError(f'The ONNX input {card.input_name!r} has shape {shape}, the card '
                              f'implies {list(want)} ({card.layout}).',
                              'Fix network_image_width/height or layout in the model card.')
         self._input_shape = want
-        out_shape = outputs[card.output_name].shape
+        out_shape = list(outputs[card.output_name].shape)
+        if self.max_batch is None and out_shape:
+            out_shape[0] = 1        # the batch axis: one frame per infer() call
         self._output_shape = tuple(out_shape) if all(
             isinstance(d, int) and d > 0 for d in out_shape) else None
+        self._batch_outputs: dict[int, np.ndarray] = {}
 
     def _prepare_output(self) -> None:
         """Bind a preallocated output buffer when the output shape is static."""
+        self._bound_batch = 1
         if self._output_shape is None:
             return
-        if self.device == 'cuda':
-            torch = require('torch', 'GPU I/O binding of the onnxruntime backend')
-            self._output = torch.empty(self._output_shape, dtype=torch.float32,
-                                       device='cuda')
-            self._binding.bind_output(self.card.output_name, 'cuda', 0, np.float32,
-                                      self._output_shape, self._output.data_ptr())
-        else:
-            self._output = np.empty(self._output_shape, np.float32)
-            self._binding.bind_output(self.card.output_name, 'cpu', 0, np.float32,
-                                      self._output_shape, self._output.ctypes.data)
+        self._output = self._batch_output(1)
+        self._bind_buffer(self._output)
 
     def infer(self, tensor: Any) -> Any:
         """Run one input (numpy float32, or a torch tensor on CUDA); see :class:`Backend`."""
         from depth_node.models.preprocess import output_to_2d
+        return output_to_2d(self._run(tensor, 1))
+
+    def infer_batch(self, tensor: Any) -> Any:
+        """Run N inputs stacked on axis 0 in one call (batch-axis models); (N, H_n, W_n)."""
+        from depth_node.models.preprocess import output_to_batch
+        n = int(tensor.shape[0])
+        if self.max_batch is not None and n > self.max_batch:
+            return super().infer_batch(tensor)
+        return output_to_batch(self._run(tensor, n), n)
+
+    def _run(self, tensor: Any, n: int) -> Any:
+        """Bind the input (batch ``n``) and the output buffer, run, return the raw output."""
         name = self.card.input_name
+        want = (n, *tuple(self._input_shape)[1:])
         if hasattr(tensor, 'data_ptr') and getattr(tensor, 'is_cuda', False):
             import torch
             tensor = tensor.contiguous()
@@ -154,29 +172,54 @@ class OnnxRuntimeBackend(Backend):
             if hasattr(tensor, 'detach'):
                 tensor = tensor.detach().cpu().numpy()
             tensor = np.ascontiguousarray(tensor, dtype=np.float32)
-            if tensor.shape != tuple(self._input_shape):
+            if tensor.shape != want:
                 raise ModelError(f'Input tensor shape {tensor.shape} differs from the network '
-                                 f'input {self._input_shape}.',
-                                 'Preprocess with the same model card.')
+                                 f'input {want}.', 'Preprocess with the same model card.')
             if self.device == 'cpu':
                 self._binding.bind_input(name, 'cpu', 0, np.float32, tensor.shape,
                                          tensor.ctypes.data)
             else:
                 self._binding.bind_cpu_input(name, tensor)
-        if self._output is None:
+        output = self._output if n == 1 else self._batch_output(n)
+        if output is None:
             self._binding.bind_output(self.card.output_name,
                                       'cuda' if self.device == 'cuda' else 'cpu')
+        elif n > 1 or self._bound_batch != 1:
+            self._bind_buffer(output)
+        self._bound_batch = n
         self.session.run_with_iobinding(self._binding)
-        if self._output is None:
+        if output is None:
             out = self._binding.get_outputs()[0]
             if self.device == 'cuda':
                 torch = require('torch', 'GPU I/O of the onnxruntime backend')
-                result = torch.from_dlpack(out.to_dlpack()) if hasattr(out, 'to_dlpack') else \
+                return torch.from_dlpack(out.to_dlpack()) if hasattr(out, 'to_dlpack') else \
                     torch.as_tensor(out.numpy(), device='cuda')
+            return out.numpy()
+        return output
+
+    def _batch_output(self, n: int) -> Any:
+        """Return the reused output buffer for a batch of ``n`` (None: shape not static)."""
+        if self._output_shape is None:
+            return None
+        buffer = self._batch_outputs.get(n)
+        if buffer is None:
+            shape = (n, *self._output_shape[1:])
+            if self.device == 'cuda':
+                torch = require('torch', 'GPU I/O binding of the onnxruntime backend')
+                buffer = torch.empty(shape, dtype=torch.float32, device='cuda')
             else:
-                result = out.numpy()
-            return output_to_2d(result)
-        return output_to_2d(self._output)
+                buffer = np.empty(shape, np.float32)
+            self._batch_outputs[n] = buffer
+        return buffer
+
+    def _bind_buffer(self, buffer: Any) -> None:
+        """Bind a preallocated output buffer (numpy on the CPU, torch on CUDA)."""
+        if self.device == 'cuda':
+            self._binding.bind_output(self.card.output_name, 'cuda', 0, np.float32,
+                                      tuple(buffer.shape), buffer.data_ptr())
+        else:
+            self._binding.bind_output(self.card.output_name, 'cpu', 0, np.float32,
+                                      buffer.shape, buffer.ctypes.data)
 
     def info(self) -> dict[str, str]:
         """Backend, device, provider, precision, model, onnxruntime version."""
@@ -190,3 +233,4 @@ class OnnxRuntimeBackend(Backend):
         self.session = None
         self._binding = None
         self._output = None
+        self._batch_outputs = {}

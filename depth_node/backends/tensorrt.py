@@ -16,6 +16,11 @@ Given an ``.onnx`` file, the engine comes from the cache in :mod:`depth_node.mod
 (rebuilt when the ONNX file, TensorRT version, GPU, precision or input shape changed). Given an
 ``.engine`` file, its sidecar (if any) must match this machine.
 
+An engine built from an ONNX file with a batch axis (``depth-node export --dynamic-batch``) has
+an optimization profile from batch 1 to ``max_batch``: ``infer_batch`` then runs up to that
+many frames in one ``execute_async_v3`` (buffers are allocated once at the maximum; a call sets
+the input shape of its batch and uses the first rows).
+
 Importing this module needs neither TensorRT nor torch; constructing the backend does.
 """
 
@@ -53,7 +58,7 @@ class TensorRTBackend(Backend):
                  engine_cache_dir: str | Path | None = None, force_engine_update: bool = False,
                  allow_engine_build: bool = True, log: Callable[[str], Any] = print,
                  workspace_mib: int | None = None, timing_cache: str | Path | None = None,
-                 device_index: int = 0, key_source: Any = None) -> None:
+                 device_index: int = 0, key_source: Any = None, max_batch: int = 1) -> None:
         """Load (and if needed build) the engine.
 
         :param model_path: ``.onnx`` (engine cached beside it or in ``engine_cache_dir``) or a
@@ -69,6 +74,8 @@ class TensorRTBackend(Backend):
         :param timing_cache: timing cache file (default ``<cache dir>/timing.cache``).
         :param device_index: CUDA device.
         :param key_source: engine-key machine facts (tests); default the real GPU.
+        :param max_batch: for an ONNX file with a batch axis: the largest batch the engine is
+            built for (e.g. the number of cameras of the node).
         """
         super().__init__(model_path, card)
         self._trt = require('tensorrt', 'the tensorrt backend')
@@ -105,7 +112,8 @@ class TensorRTBackend(Backend):
                 self.engine_path, key = engines.ensure_engine(
                     path, engine_path, precision=precision, workspace_mib=workspace_mib,
                     timing_cache=timing_cache, force=force_engine_update,
-                    allow_build=allow_engine_build, key_source=key_source, log=log)
+                    allow_build=allow_engine_build, key_source=key_source,
+                    max_batch=max_batch, log=log)
             self.precision = key.precision
         self._load()
 
@@ -156,6 +164,12 @@ class TensorRTBackend(Backend):
                              f'{card.input_name!r}.', 'Fix input_name in the model card.')
         want = tuple(card.input_shape())
         shape = tuple(engine.get_tensor_shape(self._input_name))
+        self.max_batch = 1
+        if shape and shape[0] == -1:
+            # a batch axis: buffers for the profile's largest batch, run with the first rows
+            top = tuple(engine.get_tensor_profile_shape(self._input_name, 0)[2])
+            self.max_batch = max(1, int(top[0]))
+            want = (self.max_batch, *want[1:])
         if any(d == -1 for d in shape):
             if not self.context.set_input_shape(self._input_name, want):
                 raise EngineError(f'The engine does not accept the input shape {want} '
@@ -183,14 +197,17 @@ class TensorRTBackend(Backend):
                                   'Rebuild the engine on this machine.')
         self._input = self._buffers[self._input_name]
         self._output = self._buffers[self._output_name]
-        out2d = [d for d in self._output.shape if d != 1]
+        self._batch = self.max_batch      # the batch the input shape is set for
+        # (batch, [1,] H, W); a 2-D (H, W) output has no batch axis
+        dims = tuple(self._output.shape)
+        out2d = [d for d in (dims[1:] if len(dims) > 2 else dims) if d != 1]
         if len(out2d) != 2:
             raise ModelError(f'The engine output {self._output_name!r} has shape '
                              f'{tuple(self._output.shape)}, not one depth map.',
                              'Export the model so it outputs (1, H, W).')
         self._out_hw = tuple(out2d)
         self._host_in = self._pinned(tuple(self._input.shape), self._input.dtype)
-        self._host_out = self._pinned(self._out_hw, torch.float32)
+        self._host_out = self._pinned((self.max_batch, *self._out_hw), torch.float32)
 
     def _pinned(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """Allocate a page-locked host buffer (fast, asynchronous copies to and from the GPU)."""
@@ -199,45 +216,64 @@ class TensorRTBackend(Backend):
     # --- inference ---------------------------------------------------------------------------
     def infer(self, tensor: Any) -> Any:
         """Run one input; torch CUDA in -> torch CUDA out, numpy in -> numpy out (see module)."""
+        return self._execute(tensor, 1)[0]
+
+    def infer_batch(self, tensor: Any) -> Any:
+        """Run N inputs (N <= :attr:`max_batch` in one call, else in chunks); (N, H_n, W_n)."""
+        n = int(tensor.shape[0])
+        if n > self.max_batch:
+            return super().infer_batch(tensor)
+        return self._execute(tensor, n)
+
+    def _execute(self, tensor: Any, n: int) -> Any:
+        """Run a batch of ``n`` in the first rows of the buffers; returns (n, H_n, W_n)."""
         torch = self._torch
         if self.context is None:
             raise ModelError('The tensorrt backend is closed.', 'Load the model again.')
+        if n != self._batch:
+            shape = (n, *tuple(self._input.shape)[1:])
+            if not self.context.set_input_shape(self._input_name, shape):
+                raise EngineError(f'The engine does not accept the input shape {shape} (batch '
+                                  f'1 to {self.max_batch}).', 'Rebuild it for a larger batch.')
+            self._batch = n
+        want = (n, *tuple(self._input.shape)[1:])
         on_gpu = isinstance(tensor, torch.Tensor) and tensor.is_cuda
         stream = self._stream
         # after the caller's queued work: the input it produced, its reads of the last output
         stream.wait_stream(torch.cuda.current_stream(self._device))
+        rows = self._input[:n]
         if on_gpu:
-            if tuple(tensor.shape) != tuple(self._input.shape):
+            if tuple(tensor.shape) != want:
                 raise ModelError(f'Input tensor shape {tuple(tensor.shape)} differs from the '
-                                 f'engine input {tuple(self._input.shape)}.',
-                                 'Preprocess with the same model card.')
+                                 f'engine input {want}.', 'Preprocess with the same model card.')
             with torch.cuda.stream(stream):
-                self._input.copy_(tensor, non_blocking=True)
+                rows.copy_(tensor, non_blocking=True)
         else:
             host = tensor if isinstance(tensor, torch.Tensor) else torch.from_numpy(
                 _as_float32(tensor))
-            if tuple(host.shape) != tuple(self._input.shape):
+            if tuple(host.shape) != want:
                 raise ModelError(f'Input tensor shape {tuple(host.shape)} differs from the '
-                                 f'engine input {tuple(self._input.shape)}.',
-                                 'Preprocess with the same model card.')
-            self._host_in.copy_(host)
+                                 f'engine input {want}.', 'Preprocess with the same model card.')
+            self._host_in[:n].copy_(host)
             with torch.cuda.stream(stream):
-                self._input.copy_(self._host_in, non_blocking=True)
+                rows.copy_(self._host_in[:n], non_blocking=True)
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise EngineError(f'TensorRT execution failed for {self.engine_path.name}: '
                               + ' | '.join(self._trt_logger.errors[-3:]),
                               'See the TensorRT messages in the log.')
-        out = self._output.view(self._out_hw)
+        out = (self._output[:n] if self._output.dim() > 2 else self._output).reshape(
+            (n, *self._out_hw))
         if out.dtype != torch.float32:
             with torch.cuda.stream(stream):
                 out = out.float()
         if on_gpu:
             torch.cuda.current_stream(self._device).wait_stream(stream)
             return out
+        host_out = self._host_out[:n]
         with torch.cuda.stream(stream):
-            self._host_out.copy_(out, non_blocking=True)
+            host_out.copy_(out, non_blocking=True)
         stream.synchronize()
-        return self._host_out.numpy()
+        return host_out.numpy()
 
     def info(self) -> dict[str, str]:
         """Backend, device (GPU name), engine, precision, model, TensorRT version."""

@@ -43,6 +43,7 @@ class TorchBackend(Backend):
     """Run a PyTorch module eagerly."""
 
     name = 'torch'
+    max_batch = None    # an nn.Module takes any batch
 
     def __init__(self, model: Any, card: Any = None, *, device: str | None = None,
                  precision: str = 'fp32', random_weights: bool = False,
@@ -150,6 +151,15 @@ class TorchBackend(Backend):
         On CUDA the output is always a float32 tensor on the device.
         """
         from depth_node.models.preprocess import output_to_2d
+        return self._run(tensor, output_to_2d)
+
+    def infer_batch(self, tensor: Any) -> Any:
+        """Run N inputs stacked on axis 0 in one module call; (N, H_n, W_n) (see :meth:`infer`)."""
+        from depth_node.models.preprocess import output_to_batch
+        n = int(tensor.shape[0])
+        return self._run(tensor, lambda out: output_to_batch(out, n))
+
+    def _run(self, tensor: Any, shape_output: Callable[[Any], Any]) -> Any:
         torch = self._torch
         from_numpy = not isinstance(tensor, torch.Tensor)
         x = self._upload(tensor) if from_numpy else tensor.to(
@@ -160,7 +170,7 @@ class TorchBackend(Backend):
                 device_type=self._device.type, dtype=torch.float16,
                 enabled=self.precision == 'fp16'):
             out = _first_tensor(self.module(x))
-        out = output_to_2d(out).float()
+        out = shape_output(out).float()
         if from_numpy and self.device == 'cpu':
             return out.numpy()
         return out

@@ -3,6 +3,12 @@
 Prints the medians of ``preprocess_ms``, ``inference_ms``, ``postprocess_ms``, ``total_ms``
 (the whole :meth:`DepthModel.predict` call) and ``overhead_ms = total_ms - inference_ms`` over
 ``--repeat`` frames after ``--warmup`` frames, as a table or as JSON (``--json``).
+
+``--batch N`` (N cameras through one model) also times rounds of N different images: one
+:meth:`DepthModel.predict_batch` call (one batched network call when the model has a batch
+axis) against N separate ``predict`` calls, and reports the median round time of both, the
+per-camera frame time (round / N) and their ratio ``batched_over_separate``; both run on the
+one loaded model instance.
 """
 
 from __future__ import annotations
@@ -34,6 +40,16 @@ def _resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+        if value < 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number >= 1') from None
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``bench model`` (and the card override flags) to ``parser``."""
     parser.add_argument('--model', required=True,
@@ -46,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--repeat', type=int, default=30, help='timed frames (default 30)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed frames first (default 3)')
     parser.add_argument('--json', action='store_true', help='print one JSON object')
+    parser.add_argument('--batch', type=_positive, default=1, metavar='N',
+                        help='also time rounds of N cameras: one batched call vs N separate '
+                             'calls (default 1: single frames only)')
     parser.add_argument('--image', default=None,
                         help='image file to use, resized to --resolution (default: a '
                              'deterministic synthetic image)')
@@ -94,6 +113,50 @@ def measure(model: Any, rgb: np.ndarray, repeat: int, warmup: int) -> dict[str, 
     return out
 
 
+def measure_batch(model: Any, images: list[np.ndarray], repeat: int, warmup: int
+                  ) -> dict[str, Any]:
+    """Time rounds of ``len(images)`` cameras: one ``predict_batch`` vs separate ``predict`` calls.
+
+    The two kinds of round alternate, so a change of machine load affects both alike.
+    :returns: median round times, per-camera frame times, their ratio, and what ran.
+    """
+    n = len(images)
+    for _ in range(max(0, warmup)):
+        model.predict_batch(images)
+        for rgb in images:
+            model.predict(rgb)
+    batched: list[float] = []
+    separate: list[float] = []
+    inference: list[float] = []
+    calls = 0.0
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        _, timings = model.predict_batch(images)
+        t1 = time.perf_counter()
+        for rgb in images:
+            model.predict(rgb)
+        t2 = time.perf_counter()
+        batched.append((t1 - t0) * 1e3)
+        separate.append((t2 - t1) * 1e3)
+        inference.append(timings['inference_ms'])
+        calls = timings['model_calls']
+    b, s = statistics.median(batched), statistics.median(separate)
+    return {'batch': n, 'model_calls_per_round': int(calls),
+            'batched_round_ms': round(b, 3), 'separate_round_ms': round(s, 3),
+            'batched_per_camera_ms': round(b / n, 3), 'separate_per_camera_ms': round(s / n, 3),
+            'batched_inference_ms': round(statistics.median(inference), 3),
+            'batched_over_separate': round(b / s, 3) if s > 0 else None,
+            'model_instances': 1}
+
+
+def _batch_images(first: np.ndarray, n: int) -> list[np.ndarray]:
+    """``first`` and n - 1 other deterministic images of its size (different cameras)."""
+    from depth_node.backends.base import reference_image
+    h, w = first.shape[:2]
+    return [first] + [reference_image({'kind': 'smooth', 'seed': 2 + i}, w, h)
+                      for i in range(n - 1)]
+
+
 def run_model_bench(args: argparse.Namespace) -> int:
     """Benchmark one model; prints a table or JSON. Returns the exit status."""
     from depth_node.models.runner import open_model
@@ -109,6 +172,9 @@ def run_model_bench(args: argparse.Namespace) -> int:
     try:
         rgb = _image(args)
         stats = measure(model, rgb, args.repeat, args.warmup)
+        if args.batch > 1:
+            stats.update(measure_batch(model, _batch_images(rgb, args.batch), args.repeat,
+                                       args.warmup))
     except DepthNodeError:
         model.close()
         raise
@@ -125,6 +191,15 @@ def run_model_bench(args: argparse.Namespace) -> int:
         for k in STAGES + ('total_p90_ms',):
             print(f'  {k:<16}{stats[k]:10.3f}')
         print(f"  {'fps':<16}{stats['fps']:10.2f}")
+        if args.batch > 1:
+            n = args.batch
+            print(f"rounds of {n} cameras ({stats['model_calls_per_round']} network call(s) "
+                  f"per batched round, max_batch {result.get('max_batch', '?')}, one model "
+                  'instance):')
+            for k in ('batched_round_ms', 'separate_round_ms', 'batched_per_camera_ms',
+                      'separate_per_camera_ms', 'batched_inference_ms',
+                      'batched_over_separate'):
+                print(f'  {k:<24}{stats[k]:10.3f}')
     return 0
 
 

@@ -97,9 +97,15 @@ TENSORRT_API: tuple[tuple[str, str, int, int | None], ...] = (
         'ICudaEngine.create_execution_context', 'TensorIOMode.INPUT',
         'IExecutionContext.set_input_shape', 'IExecutionContext.get_tensor_shape',
         'IExecutionContext.set_tensor_address', 'IExecutionContext.execute_async_v3',
-        'DataType.FLOAT', 'DataType.HALF'))
+        'DataType.FLOAT', 'DataType.HALF',
+        # engines with a batch axis: the profile's largest batch
+        'ICudaEngine.get_tensor_profile_shape'))
+    # building an engine with a batch axis (ONNX exported with --dynamic-batch): an
+    # optimization profile from batch 1 to max_batch
+    + _api('batch', ('Builder.create_optimization_profile', 'IOptimizationProfile.set_shape',
+                     'IBuilderConfig.add_optimization_profile'))
 )
-API_PURPOSES = ('build', 'fp16', 'progress', 'run')
+API_PURPOSES = ('build', 'fp16', 'progress', 'run', 'batch')
 # Parameter names of the TensorRT functions called with several arguments or overridden here,
 # as their pybind11 signatures spell them (the same in 8.6, 10.x and 11.x).
 TENSORRT_SIGNATURES: dict[str, tuple[str, ...]] = {
@@ -116,6 +122,8 @@ TENSORRT_SIGNATURES: dict[str, tuple[str, ...]] = {
     'IExecutionContext.set_input_shape': ('name', 'shape'),
     'IExecutionContext.set_tensor_address': ('name', 'memory'),
     'IExecutionContext.execute_async_v3': ('stream_handle',),
+    'IOptimizationProfile.set_shape': ('input', 'min', 'opt', 'max'),
+    'ICudaEngine.get_tensor_profile_shape': ('name', 'profile_index'),
 }
 
 
@@ -227,6 +235,12 @@ def onnx_input_shapes(onnx_path: str | Path) -> dict[str, list[int]]:
     return {i.name: [d.dim_value if d.HasField('dim_value') else -1
                      for d in i.type.tensor_type.shape.dim]
             for i in model.graph.input if i.name not in initializers}
+
+
+def engine_input_shapes(onnx_path: str | Path, max_batch: int = 1) -> dict[str, list[int]]:
+    """Return the input shapes an engine is built for (a batch axis -1 becomes max_batch)."""
+    return {name: ([max(1, int(max_batch))] + shape[1:] if shape and shape[0] == -1 else shape)
+            for name, shape in onnx_input_shapes(onnx_path).items()}
 
 
 def compute_key(onnx_path: str | Path, precision: str = DEFAULT_PRECISION,
@@ -353,6 +367,7 @@ def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, 
                   timing_cache: str | Path | None = None, force: bool = False,
                   allow_build: bool = True, key_source: KeySource | None = None,
                   builder: Builder | None = None, fp32_layers: str = 'auto',
+                  max_batch: int = 1,
                   log: Callable[[str], Any] = print) -> tuple[Path, EngineKey]:
     """Provide an engine for ``onnx_path`` that fits this machine: the cached one or a new build.
 
@@ -362,8 +377,10 @@ def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, 
     :param allow_build: False raises :class:`EngineError` instead of building.
     :param key_source: machine facts (default :class:`TensorRTKeySource`).
     :param builder: ``builder(onnx_path, engine_path, precision=..., workspace_mib=...,
-        timing_cache=..., fp32_layers=..., log=...)`` writes the engine; default
-        :func:`build_engine`.
+        timing_cache=..., fp32_layers=..., log=...)`` writes the engine (and gets
+        ``max_batch=`` for an ONNX file with a batch axis); default :func:`build_engine`.
+    :param max_batch: for an ONNX file with a batch axis: the largest batch the engine takes
+        (part of the cache key: another value rebuilds it); ignored for a fixed batch.
     :returns: ``(engine path, key)``; the sidecar and (if any) the ONNX card are beside it.
     """
     onnx_path = Path(onnx_path).expanduser()
@@ -371,7 +388,9 @@ def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, 
         raise EngineError(f'ONNX file {onnx_path} does not exist.',
                           'Export one with depth-node export, or check the path.')
     engine_path = resolve_engine_path(onnx_path, engine_path, precision)
-    key = compute_key(onnx_path, precision, key_source)
+    shapes = engine_input_shapes(onnx_path, max_batch)
+    batched = shapes != onnx_input_shapes(onnx_path)
+    key = compute_key(onnx_path, precision, key_source, input_shapes=shapes)
     action, reasons = cache_decision(engine_path, key, force)
     if action == 'use':
         log(f'engine cache hit: {engine_path} ({key.precision}, TensorRT '
@@ -388,9 +407,10 @@ def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, 
             f'{engine_path} --precision {precision} (or allow engine builds).')
     log(f'building TensorRT engine {engine_path}: ' + '; '.join(reasons))
     _check_writable(engine_path)
+    extra = {'max_batch': max(1, int(max_batch))} if batched else {}
     (builder or build_engine)(onnx_path, engine_path, precision=precision,
                               workspace_mib=workspace_mib, timing_cache=timing_cache,
-                              fp32_layers=fp32_layers, log=log)
+                              fp32_layers=fp32_layers, log=log, **extra)
     if not engine_path.is_file() or engine_path.stat().st_size == 0:
         raise EngineError(f'The engine build wrote no engine at {engine_path}.',
                           'See the TensorRT messages above.')
@@ -744,7 +764,7 @@ def _network_flags(trt: Any) -> int:
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
                  precision: str = DEFAULT_PRECISION, workspace_mib: int | None = None,
                  timing_cache: str | Path | None = None, fp32_layers: str = 'auto',
-                 log: Callable[[str], Any] = print) -> Path:
+                 max_batch: int = 1, log: Callable[[str], Any] = print) -> Path:
     """Build a TensorRT engine from an ONNX file with the TensorRT Python API.
 
     :param precision: ``fp16`` (with FP32 normalisation/softmax when ``fp32_layers='auto'``)
@@ -753,6 +773,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
     :param timing_cache: file to load the timing cache from and save it back to.
     :param fp32_layers: ``auto`` (keep LayerNorm/softmax/reduce in FP32 in FP16 builds) or
         ``none``.
+    :param max_batch: an ONNX input with a batch axis (first dimension dynamic) gets an
+        optimization profile from batch 1 to ``max_batch`` (optimised for ``max_batch``).
     :raises EngineError: parse or build failure (with TensorRT's messages).
     """
     trt = require('tensorrt', 'building TensorRT engines')
@@ -781,6 +803,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
         raise EngineError(f'TensorRT cannot parse {onnx_path}: ' + ' | '.join(errors),
                           'Export the model again (opset 17+) or use the onnxruntime backend.')
     config = builder.create_builder_config()
+    _batch_profile(trt, builder, network, config, max_batch)
     workspace = int(workspace_mib or DEFAULT_WORKSPACE_MIB)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace << 20)
     pinned = 0
@@ -838,6 +861,27 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
     return engine_path
 
 
+def _batch_profile(trt: Any, builder: Any, network: Any, config: Any, max_batch: int) -> None:
+    """Add the optimization profile of inputs with a batch axis (batch 1 .. ``max_batch``)."""
+    profile = None
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(tensor.shape)
+        if not shape or shape[0] != -1:
+            continue
+        if any(d == -1 for d in shape[1:]):
+            raise EngineError(f'ONNX input {tensor.name!r} has dynamic dimensions {shape} '
+                              'besides the batch axis.',
+                              'Export the model with a static image size (depth-node export).')
+        if profile is None:
+            check_api(trt, ('batch',))
+            profile = builder.create_optimization_profile()
+        top = max(1, int(max_batch))
+        profile.set_shape(tensor.name, (1, *shape[1:]), (top, *shape[1:]), (top, *shape[1:]))
+    if profile is not None:
+        config.add_optimization_profile(profile)
+
+
 # --- CLI --------------------------------------------------------------------------------
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -870,6 +914,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument('--fp32-layers', choices=('auto', 'none'), default='auto',
                         help='auto: keep normalisation/softmax/reduce layers in FP32 in FP16 '
                              'engines (ViT accuracy); none: let TensorRT choose')
+    parser.add_argument('--max-batch', type=int, default=1, metavar='N',
+                        help='ONNX file with a batch axis (export --dynamic-batch): the largest '
+                             'batch the engine takes, e.g. the number of cameras of the node '
+                             '(default 1)')
     parser.add_argument('--force', action='store_true',
                         help='rebuild even when a matching engine exists')
     parser.add_argument('--check', action='store_true',
@@ -891,11 +939,13 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         if not onnx_path.is_file():
             raise EngineError(f'ONNX file {onnx_path} does not exist.', 'Check the path.')
-        key = compute_key(onnx_path, args.precision)
+        key = compute_key(onnx_path, args.precision,
+                          input_shapes=engine_input_shapes(onnx_path, args.max_batch))
         action, reasons = cache_decision(engine, key)
         print(f'{engine}: ' + ('up to date' if action == 'use' else '; '.join(reasons)))
         return 0 if action == 'use' else 1
     path, key = ensure_engine(onnx_path, engine, precision=args.precision,
+                              max_batch=max(1, args.max_batch),
                               workspace_mib=args.workspace, timing_cache=args.timing_cache,
                               force=args.force, fp32_layers=args.fp32_layers, log=_stderr)
     print(path)

@@ -1,9 +1,10 @@
 """``depth-node export``: a depth network from the zoo, the hub or a checkpoint -> ONNX + card.
 
 Stages (printed on stderr): build the PyTorch model, export a static-shape ONNX graph
-(opset >= 17), check the graph, compare ONNX Runtime with PyTorch on a fixed input (max/mean
-absolute difference), then write the card beside the ONNX file with the golden ``reference``
-that every backend checks when it loads the model.
+(opset >= 17; with ``--dynamic-batch`` the first axis of input and output is a batch axis, so
+one call runs the frames of several cameras), check the graph, compare ONNX Runtime with
+PyTorch on a fixed input (max/mean absolute difference), then write the card beside the ONNX
+file with the golden ``reference`` that every backend checks when it loads the model.
 
 The TorchScript-based exporter of torch (``dynamo=False``) is used first: it needs nothing
 beyond torch and works offline. When a future torch drops it, the ``torch.export`` based exporter
@@ -31,6 +32,8 @@ MIN_OPSET = 17
 DEFAULT_OPSET = 17
 # ONNX Runtime (CPU, fp32) vs PyTorch: max abs difference allowed, relative to the output range.
 DEFAULT_TOLERANCE = 1e-3
+#: the name of the batch axis of ``--dynamic-batch`` exports
+BATCH_AXIS = 'batch'
 
 
 def _stderr(message: str) -> None:
@@ -55,14 +58,18 @@ def fixed_input(card, seed: int = 1234) -> np.ndarray:
 
 
 def torch_export(module, example, output: Path, opset: int, exporter: str = 'auto',
-                 input_name: str = 'pixel_values', output_name: str = 'predicted_depth') -> str:
+                 input_name: str = 'pixel_values', output_name: str = 'predicted_depth',
+                 dynamic_batch: bool = False) -> str:
     """Export ``module`` at the example's static shape; returns the exporter used.
 
     :param exporter: ``'torchscript'``, ``'dynamo'`` or ``'auto'`` (TorchScript, else dynamo).
+    :param dynamic_batch: make the first axis of input and output a batch axis (``batch``).
     """
     torch = require('torch', 'ONNX export')
     kwargs = {'input_names': [input_name], 'output_names': [output_name],
               'opset_version': opset, 'do_constant_folding': True}
+    if dynamic_batch:
+        kwargs['dynamic_axes'] = {input_name: {0: BATCH_AXIS}, output_name: {0: BATCH_AXIS}}
     errors = []
     order = {'auto': ('torchscript', 'dynamo'), 'torchscript': ('torchscript',),
              'dynamo': ('dynamo',)}.get(exporter)
@@ -88,29 +95,40 @@ def torch_export(module, example, output: Path, opset: int, exporter: str = 'aut
                      "pip install onnxscript (pip install 'depth_node[torch]').")
 
 
-def set_static_output_shape(path: Path, shape: tuple[int, ...]) -> bool:
+def set_static_output_shape(path: Path, shape: tuple[int | str, ...]) -> bool:
     """Write the known static shape on the first graph output when the exporter left it symbolic.
 
     The TorchScript exporter sometimes names the dimensions of a squeezed output instead of
     giving their values; the shape is known from the PyTorch run at this fixed input size, and
-    TensorRT and the card need it static. Returns True when the file was changed.
+    TensorRT and the card need it static. A string in ``shape`` names a symbolic axis (the
+    batch axis). Returns True when the file was changed.
     """
     onnx = require('onnx', 'fixing the ONNX output shape')
     model = onnx.load(str(path))
     dims = model.graph.output[0].type.tensor_type.shape.dim
-    if len(dims) == len(shape) and all(d.HasField('dim_value') and d.dim_value == v
-                                       for d, v in zip(dims, shape)):
+
+    def same(d, v) -> bool:
+        return d.dim_param == v if isinstance(v, str) else \
+            (d.HasField('dim_value') and d.dim_value == v)
+    if len(dims) == len(shape) and all(same(d, v) for d, v in zip(dims, shape)):
         return False
     del dims[:]
     for value in shape:
-        dims.add().dim_value = int(value)
+        if isinstance(value, str):
+            dims.add().dim_param = value
+        else:
+            dims.add().dim_value = int(value)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.save(model, str(path))
     return True
 
 
-def check_onnx(path: Path, input_shape: tuple[int, ...], min_opset: int = MIN_OPSET) -> dict:
+def check_onnx(path: Path, input_shape: tuple[int | str, ...], min_opset: int = MIN_OPSET
+               ) -> dict:
     """Check an exported file: valid ONNX, opset, one static input and static outputs.
+
+    ``input_shape`` may start with :data:`BATCH_AXIS` (a ``--dynamic-batch`` export): the
+    outputs' first axis is then that batch axis too.
 
     :returns: ``{'opset', 'input_name', 'input_shape', 'output_name', 'output_shape'}``.
     :raises ModelError: on any problem.
@@ -143,17 +161,24 @@ def check_onnx(path: Path, input_shape: tuple[int, ...], min_opset: int = MIN_OP
     if info['input_shape'] != list(input_shape):
         raise ModelError(f"{path} input shape is {info['input_shape']}, expected "
                          f'{list(input_shape)} (static).', 'Report this with the model name.')
+    batched = bool(input_shape) and input_shape[0] == BATCH_AXIS
     for out in model.graph.output:
         shape = dims(out)
+        if batched and shape and shape[0] == BATCH_AXIS:
+            shape = shape[1:]
         if not all(isinstance(d, int) and d > 0 for d in shape):
             raise ModelError(f'{path} output {out.name!r} has a dynamic shape {shape}.',
                              'Report this with the model name.')
     return info
 
 
-def compare_with_onnxruntime(path: Path, module, example: np.ndarray) -> dict[str, float]:
+def compare_with_onnxruntime(path: Path, module, example: np.ndarray,
+                             dynamic_batch: bool = False) -> dict[str, float]:
     """Run the ONNX file in ONNX Runtime (CPU) and the torch module on ``example``.
 
+    :param dynamic_batch: also run a batch of 3 (the example, mirrored, inverted) and compare
+        each frame with its own batch-1 run (``batch_max_abs_diff``): a batch axis must not
+        mix frames.
     :returns: ``max_abs_diff``, ``mean_abs_diff``, ``torch_min``, ``torch_max``, ``torch_std``.
     """
     ort = require('onnxruntime', 'verifying the exported ONNX file')
@@ -168,9 +193,17 @@ def compare_with_onnxruntime(path: Path, module, example: np.ndarray) -> dict[st
         raise ModelError(f'ONNX Runtime output shape {got.shape} differs from PyTorch '
                          f'{want.shape}.', 'Report this with the model name.')
     diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    return {'max_abs_diff': float(diff.max()), 'mean_abs_diff': float(diff.mean()),
-            'torch_min': float(want.min()), 'torch_max': float(want.max()),
-            'torch_std': float(want.std())}
+    stats = {'max_abs_diff': float(diff.max()), 'mean_abs_diff': float(diff.mean()),
+             'torch_min': float(want.min()), 'torch_max': float(want.max()),
+             'torch_std': float(want.std())}
+    if dynamic_batch:
+        name = session.get_inputs()[0].name
+        frames = [example, example[..., ::-1], -example]
+        batch = session.run(None, {name: np.ascontiguousarray(np.concatenate(frames))})[0]
+        singles = [session.run(None, {name: np.ascontiguousarray(f)})[0][0] for f in frames]
+        stats['batch_max_abs_diff'] = float(max(
+            np.abs(batch[i].astype(np.float64) - singles[i]).max() for i in range(3)))
+    return stats
 
 
 def _reference(module, card, log: Callable[[str], None]) -> dict | None:
@@ -196,7 +229,8 @@ def export_model(model: str, output: str | Path, input_size: tuple[int, int] | s
                  random_weights: bool = False, opset: int = DEFAULT_OPSET,
                  log: Callable[[str], None] = print, *, verify: bool = True,
                  tolerance: float = DEFAULT_TOLERANCE, exporter: str = 'auto',
-                 config_overrides: dict[str, Any] | None = None) -> tuple[Path, Any]:
+                 config_overrides: dict[str, Any] | None = None,
+                 dynamic_batch: bool = False) -> tuple[Path, Any]:
     """Export a depth network to a static-shape ONNX file and write its card beside it.
 
     :param model: zoo short name (``depth-anything-v2-small``), hub id or checkpoint directory.
@@ -209,6 +243,8 @@ def export_model(model: str, output: str | Path, input_size: tuple[int, int] | s
     :param tolerance: allowed max abs difference relative to ``max(1, |output|max)``.
     :param exporter: ``'auto'`` | ``'torchscript'`` | ``'dynamo'``.
     :param config_overrides: configuration changes for tiny test models (zoo names only).
+    :param dynamic_batch: export with a batch axis (``batch``) so one call runs several
+        frames (the node's ``cameras``, ``depth-node bag`` with several cameras).
     :returns: ``(onnx_path, card)``; the card (with ``reference``) is saved at
         ``card_path_for(onnx_path)``.
     """
@@ -240,7 +276,7 @@ def export_model(model: str, output: str | Path, input_size: tuple[int, int] | s
     partial = output.with_name(output.stem + '.partial.onnx')
     try:
         card = _export_checked(module, card, example, partial, output, int(opset), exporter,
-                               verify, tolerance, log)
+                               verify, tolerance, log, dynamic_batch)
         log('[5/5] computing the golden self-test reference and writing the card ...')
         reference = _reference(module, card, log)
         if reference is not None:
@@ -257,21 +293,22 @@ def export_model(model: str, output: str | Path, input_size: tuple[int, int] | s
 
 def _export_checked(module, card, example: np.ndarray, path: Path, output: Path, opset: int,
                     exporter: str, verify: bool, tolerance: float,
-                    log: Callable[[str], None]):
+                    log: Callable[[str], None], dynamic_batch: bool = False):
     """Stages 2-4: export to ``path``, check the graph, compare with PyTorch; returns the card."""
     width, height = card.network_size
     step = time.perf_counter()
-    log(f'[2/5] exporting ONNX opset {opset}, input {card.input_name} 1x3x{height}x{width} '
-        f'-> {output} ...')
+    batch: int | str = BATCH_AXIS if dynamic_batch else 1
+    log(f'[2/5] exporting ONNX opset {opset}, input {card.input_name} {batch}x3x{height}x'
+        f'{width} -> {output} ...')
     torch = require('torch', 'ONNX export')
     used = torch_export(module, torch.from_numpy(example), path, opset, exporter,
-                        card.input_name, card.output_name)
+                        card.input_name, card.output_name, dynamic_batch)
     log(f'      {used} exporter, {path.stat().st_size / 2**20:.1f} MiB '
         f'({time.perf_counter() - step:.1f} s)')
-    set_static_output_shape(path, (1, height, width))
+    set_static_output_shape(path, (batch, height, width))
 
     log('[3/5] checking the ONNX graph ...')
-    info = check_onnx(path, (1, 3, height, width))
+    info = check_onnx(path, (batch, 3, height, width))
     log(f"      opset {info['opset']}, input {info['input_name']} {info['input_shape']}, "
         f"output {info['output_name']} {info['output_shape']}")
     card = card.replace(input_name=info['input_name'], output_name=info['output_name'])
@@ -281,11 +318,19 @@ def _export_checked(module, card, example: np.ndarray, path: Path, output: Path,
         return card
     step = time.perf_counter()
     log('[4/5] comparing ONNX Runtime (CPU) with PyTorch on a fixed input ...')
-    stats = compare_with_onnxruntime(path, module, example)
+    stats = compare_with_onnxruntime(path, module, example, dynamic_batch)
     scale = max(1.0, abs(stats['torch_min']), abs(stats['torch_max']))
     log(f"      max abs difference {stats['max_abs_diff']:.3g}, mean abs difference "
         f"{stats['mean_abs_diff']:.3g} (PyTorch output {stats['torch_min']:.4g} .. "
         f"{stats['torch_max']:.4g}; {time.perf_counter() - step:.1f} s)")
+    if dynamic_batch:
+        log('      batch of 3 vs one by one: max abs difference '
+            f"{stats['batch_max_abs_diff']:.3g}")
+        if not stats['batch_max_abs_diff'] <= tolerance * scale:
+            raise ModelError(
+                'The exported batch axis mixes frames: a batch of 3 differs from 3 single runs '
+                f"by {stats['batch_max_abs_diff']:.3g} > {tolerance * scale:.3g}; {output} was "
+                'not written.', 'Export without --dynamic-batch, and report the model name.')
     if not stats['max_abs_diff'] <= tolerance * scale:
         raise ModelError(
             f'The exported ONNX graph computes something else than the PyTorch model: max abs '
@@ -323,6 +368,10 @@ def add_parser(subparsers) -> None:
                              'max(1, |output|)')
     parser.add_argument('--no-verify', dest='verify', action='store_false',
                         help='skip the ONNX Runtime vs PyTorch comparison')
+    parser.add_argument('--dynamic-batch', action='store_true',
+                        help='give input and output a batch axis, so one network call runs '
+                             'the frames of several cameras (node parameter cameras, '
+                             'depth-node bag with several image topics)')
     parser.add_argument('--list', action='store_true', help='list the zoo and exit')
     parser.set_defaults(func=run)
 
@@ -343,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
         path, card = export_model(args.model, args.output, args.input_size,
                                   args.random_weights, args.opset, log=_stderr,
                                   verify=args.verify, tolerance=args.tolerance,
-                                  exporter=args.exporter)
+                                  exporter=args.exporter, dynamic_batch=args.dynamic_batch)
     from depth_node.models.card import card_path_for
     print(f'{path}\n{card_path_for(path)}')
     return 0

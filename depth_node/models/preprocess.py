@@ -194,8 +194,14 @@ class Preprocessor:
             t = self._transforms[key] = compute_transform(width, height, self.card)
         return t
 
-    def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray, Transform]:
-        """Preprocess one RGB uint8 image; returns ``(tensor, transform)``."""
+    def __call__(self, rgb: np.ndarray, out: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, Transform]:
+        """Preprocess one RGB uint8 image; returns ``(tensor, transform)``.
+
+        :param out: a (1, ...) slot of a batch tensor to write into instead of this object's
+            buffer (only the image content is written: zero the slot when its transform
+            changes, see :meth:`DepthModel.predict_batch`).
+        """
         rgb = check_rgb(rgb)
         t = self.transform_for(rgb.shape[1], rgb.shape[0])
         rw, rh = t.resized_size
@@ -204,10 +210,11 @@ class Preprocessor:
         px, py = t.placement
         x0, y0, x1, y1 = t.valid_box
         src = resized[y0 - py:y1 - py, x0 - px:x1 - px]
-        buf = self._buffer[0]
+        target = self._buffer if out is None else out
+        buf = target[0]
         dst = buf[:, y0:y1, x0:x1] if self.card.layout == 'nchw' else buf[y0:y1, x0:x1]
         normalise_into(src, dst, self.card, self._coefficients)
-        return self._buffer, t
+        return target, t
 
 
 def preprocess(rgb: np.ndarray, card: ModelCard) -> tuple[np.ndarray, Transform]:
@@ -232,6 +239,20 @@ def output_to_2d(output: Any) -> Any:
                              'or (1, 1, H, W) depth output.')
         output = output.reshape(kept)
     return output
+
+
+def output_to_batch(output: Any, n: int) -> Any:
+    """Reshape a batch output to ``n`` (H, W) maps: (n, H, W), (n, 1, H, W) -> (n, H, W)."""
+    shape = tuple(output.shape)
+    if len(shape) == 3 and shape[0] == n:
+        return output
+    kept = [d for d in shape[1:] if d != 1]
+    if not shape or shape[0] != n or len(kept) != 2:
+        from depth_node.errors import ModelError
+        raise ModelError(f'The network output for a batch of {n} has shape {shape}, not {n} '
+                         'depth maps.', 'Check output_name in the model card, and that the '
+                         'model was exported with a batch axis (export --dynamic-batch).')
+    return output.reshape((n, *kept))
 
 
 def _output_geometry(shape: tuple[int, int], t: Transform) -> tuple:
@@ -317,8 +338,12 @@ class TorchPreprocessor:
         self._transforms: dict[tuple[int, int], Transform] = {}
         self._staging: dict[tuple[int, ...], Any] = {}
 
-    def __call__(self, rgb: np.ndarray) -> tuple[Any, Transform]:
-        """Preprocess one RGB uint8 image; returns ``(tensor on the device, transform)``."""
+    def __call__(self, rgb: np.ndarray, out: Any = None) -> tuple[Any, Transform]:
+        """Preprocess one RGB uint8 image; returns ``(tensor on the device, transform)``.
+
+        :param out: a (1, 3, H, W) slot of a batch tensor on the device to write into (nchw
+            cards only; see :meth:`Preprocessor.__call__`).
+        """
         import torch
         rgb = check_rgb(rgb)
         key = (rgb.shape[1], rgb.shape[0])
@@ -343,12 +368,13 @@ class TorchPreprocessor:
         px, py = t.placement
         x0, y0, x1, y1 = t.valid_box
         x = x[:, :, y0 - py:y1 - py, x0 - px:x1 - px]
-        dst = self._buffer[:, :, y0:y1, x0:x1]
+        target = self._buffer if out is None else out
+        dst = target[:, :, y0:y1, x0:x1]
         torch.addcmul(self._b, x, self._a, out=dst) if dst.is_contiguous() else \
             dst.copy_(x * self._a + self._b)
-        if self.card.layout == 'nhwc':
+        if self.card.layout == 'nhwc' and out is None:
             return self._buffer.permute(0, 2, 3, 1).contiguous(), t
-        return self._buffer, t
+        return target, t
 
 
 def postprocess_torch(output: Any, transform: Transform, interpolation: str = 'linear',
