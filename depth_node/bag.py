@@ -54,6 +54,7 @@ from depth_node.bag_options import (  # noqa: F401  (the bag tool's names, in on
 from depth_node.bag_rosbag import (  # noqa: F401
     BagCameraStream,
     BagRun,
+    check_bag,
     check_sparse_depth_topic,
     NoRgbForDepthError,
     OutOfOrderStampError,
@@ -160,10 +161,7 @@ def run(args: argparse.Namespace) -> int:
             raise DepthNodeError(f'the output {str(options.output)!r} exists already.',
                                  'Choose a new output path or delete the old one.')
         with open_reader(options.input) as reader:   # topic errors before the model loads
-            topics = {c.topic: c.msgtype for c in reader.connections}
-            select_cameras(options, topics)
-            select_rgb_topic(options, topics)
-            check_sparse_depth_topic(options, topics, reader)
+            check_bag(options, reader, log_stderr)
     pipeline = build_pipeline(options)
     try:
         with signals_as_interrupt():

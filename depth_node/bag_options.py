@@ -171,6 +171,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
         raise DepthNodeError('no model given.', 'Pass --model MODEL.onnx (export one with '
                              '`depth-node export`), or --depth-topic TOPIC to use an existing '
                              'depth topic.')
+    if values['model_file_path'] and not args.list:
+        from depth_node.models.model_path import check_model_path
+        check_model_path(str(values['model_file_path']))   # never a missing path to the hub
     if not args.list and args.output is None:
         raise DepthNodeError('no OUTPUT given.', 'Give the output bag or folder path after '
                              'the input.')

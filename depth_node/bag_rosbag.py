@@ -285,6 +285,67 @@ def check_sparse_depth_topic(options: Options, topics: dict[str, str], reader: A
             'use it.')
 
 
+def image_size(msg: Any) -> tuple[int, int] | None:
+    """Return (width, height) of an Image or CompressedImage message, or None if unknown."""
+    if hasattr(msg, 'width'):
+        return int(msg.width), int(msg.height)
+    try:
+        from depth_node.images import message_to_rgb
+        height, width = message_to_rgb(msg).shape[:2]
+    except (InputError, ValueError):
+        return None
+    return width, height
+
+
+def check_calibration_size(options: Options, reader: Any, cameras: list[CameraTopicNames],
+                           log: Callable[[str], None]) -> None:
+    """Check ``--camera-info FILE`` against the size of the bag's first image, before anything.
+
+    Another aspect ratio is a usage error (DepthNodeError: exit 2, nothing written, so a
+    re-run is not blocked); the same aspect ratio at another size is rescaled with a loud
+    WARNING on ``log``.
+    """
+    from depth_node.errors import SizeMismatchError
+    camera = options.camera_model
+    if camera is None:
+        return
+    for names in cameras:
+        _, msg = first_message(reader, names.image_topic)
+        size = None if msg is None else image_size(msg)
+        if size is None:
+            continue
+        own = (camera.image_width, camera.image_height)
+        try:
+            _, rescaled = camera.matched_to_image(*size)
+        except SizeMismatchError:
+            raise DepthNodeError(
+                f'--camera-info {str(options.camera_info_file)!r} is a calibration of '
+                f'{own[0]}x{own[1]} images, but {names.image_topic} carries {size[0]}x'
+                f'{size[1]} images: the aspect ratios differ ({own[0] / own[1]:.4f} vs '
+                f"{size[0] / size[1]:.4f}), so it is not this camera's calibration at any "
+                'resolution.', 'Give the calibration file of this camera (--image-topic '
+                'chooses the camera), or recalibrate it at this resolution.') from None
+        if rescaled:
+            log(f'WARNING: --camera-info {str(options.camera_info_file)!r} is a calibration '
+                f'of {own[0]}x{own[1]} images, but {names.image_topic} carries {size[0]}x'
+                f'{size[1]} images (same aspect ratio): its intrinsics are SCALED by '
+                f'{size[0] / own[0]:.4g} to the image size. Check it is this camera at another '
+                'resolution (binning, a resized stream); else give the right calibration.')
+
+
+def check_bag(options: Options, reader: Any, log: Callable[[str], None]) -> None:
+    """Every check of a bag run that needs the bag but not the model (DepthNodeError).
+
+    Topics (cameras, ``--rgb-topic``, ``--sparse-depth-topic``) and the calibration file's
+    size; run before the model loads and before the output exists.
+    """
+    topics = {c.topic: c.msgtype for c in reader.connections}
+    cameras = select_cameras(options, topics)
+    select_rgb_topic(options, topics)
+    check_sparse_depth_topic(options, topics, reader)
+    check_calibration_size(options, reader, cameras, log)
+
+
 def process_bag(options: Options, pipeline: Any, factory: Any | None = None,
                 log: Callable[[str], None] = log_stderr) -> Summary:
     """Process a ROS 1 or rosbag2 bag into a new rosbag2 MCAP bag at ``options.output``.

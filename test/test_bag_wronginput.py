@@ -58,3 +58,48 @@ def test_depth_topic_as_sparse_depth_is_accepted(tum, tmp_path, model, capsys):
     # a random tiny network may fit no positive scale (5), but the topic is accepted
     assert status in (bag.EXIT_OK, bag.EXIT_NOT_METRIC)
     assert 'not depth' not in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_hub(monkeypatch):
+    """Make any attempt to reach the model hub fail the test."""
+    from depth_node.models import zoo
+
+    def hub(*args, **kwargs):
+        raise AssertionError('the model hub was asked')
+    monkeypatch.setattr(zoo, 'load_torch_model', hub)
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('model.tflite', '.tflite is not a model kind'),
+    ('pydnet.card.yaml', 'a YAML file (a model card?), not a model'),
+    ('missing/x.pt', 'no such file or folder (not sent to the model hub'),
+    ('x.pt', 'no such file or folder (not sent to the model hub'),
+    ('models/da2s.onnx', 'no such file or folder'),
+])
+def test_model_that_is_not_a_model_is_one_clear_line(tum, tmp_path, no_model, no_hub, capsys,
+                                                     monkeypatch, name, expected):
+    import time
+    monkeypatch.chdir(tmp_path)
+    if not name.startswith(('missing', 'x.', 'models')):
+        (tmp_path / name).write_text('card_version: 1\n')
+    t0 = time.perf_counter()
+    assert main(['bag', str(tum), str(tmp_path / 'out'), '--model', name]) == 2
+    assert time.perf_counter() - t0 < 5
+    err = capsys.readouterr().err
+    assert expected in err and 'TorchScript file (.pt' in err
+    assert 'Cannot load TorchScript' not in err and 'Traceback' not in err
+    assert err.strip().count('\n') == 0      # one line
+    assert 'ONNX file' in err and 'hub id org/name' in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_only_org_name_ids_are_hub_ids():
+    from depth_node.models.model_path import check_model_path, is_hub_id
+    assert is_hub_id('depth-anything/Depth-Anything-V2-Small-hf')
+    assert is_hub_id('org/name')
+    for path in ('x.pt', 'org/x.pt', './org/name', '/org/name', 'a/b/c', 'org/card.yaml',
+                 '~/name'):
+        assert not is_hub_id(path), path
+    assert check_model_path('org/name') == 'hub'
+    assert check_model_path('depth-anything-v2-small') == 'zoo'
