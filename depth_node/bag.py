@@ -40,10 +40,12 @@ import threading
 from typing import Any
 
 from depth_node import parameters
-from depth_node.bag_folders import process_files
+from depth_node.bag_folders import check_files, process_files
 from depth_node.bag_options import (  # noqa: F401  (the bag tool's names, in one place)
     add_arguments,
     check_inputs,
+    check_output,
+    clear_output,
     EPILOG,
     IMAGE_SUFFIXES,
     input_kind,
@@ -156,13 +158,17 @@ def run(args: argparse.Namespace) -> int:
             print(describe_topics(topics, counts))
         return EXIT_OK
     check_inputs(options, kind)   # everything that can fail fast, before the model loads
+    check_output(options, kind)
     if kind in ('ros1', 'rosbag2'):
-        if options.output.exists():
-            raise DepthNodeError(f'the output {str(options.output)!r} exists already.',
-                                 'Choose a new output path or delete the old one.')
         with open_reader(options.input) as reader:   # topic errors before the model loads
             check_bag(options, reader, log_stderr)
+    else:
+        check_files(options, kind, log_stderr)
     pipeline = build_pipeline(options)
+    removed = clear_output(options, kind)
+    if removed:
+        log_stderr(f'--overwrite: removed {removed} file(s) of an earlier run from '
+                   f'{str(options.output)!r}.')
     try:
         with signals_as_interrupt():
             if kind in ('ros1', 'rosbag2'):

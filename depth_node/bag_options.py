@@ -8,7 +8,9 @@ table in :mod:`depth_node.parameters`); :func:`options_from_args` checks them in
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,11 @@ exit status:
   4    nothing could be processed (no frame written; the output bag is still valid)
   5    not one metric frame written although metres were asked for (a scale source or
        a metric model): no sparse depth paired, floor rejected, ...; the summary says why
-  2    usage or configuration error (bad option, model or card, a bag that cannot be
-       opened, two image topics for one output namespace, a bad --rgb-topic)
+  2    usage or configuration error, before the model loads and before anything is
+       written (bad option, model or card, a --model that is no model kind, a bag that
+       cannot be opened, two image topics for one output namespace, a bad --rgb-topic,
+       a non-depth --sparse-depth-topic, a --camera-info of another aspect ratio than
+       the images, an existing non-empty OUTPUT without --overwrite)
   130  interrupted by Ctrl-C (SIGINT), 143 by SIGTERM (timeout, kill, docker stop,
        systemd), 129 by SIGHUP: the output holds what was done and is valid; the
        summary is printed
@@ -69,7 +74,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument('--camera-info', type=Path, default=None, metavar='FILE',
                     help='calibration file (camera_calibration_parsers YAML or camera_info '
                     'JSON) for recordings without camera_info; overrides camera_info topics; '
-                    'required for image folders and videos')
+                    'image folders and videos need it or --intrinsics')
+    io.add_argument('--intrinsics', type=_intrinsics, default=None, metavar='FX,FY,CX,CY',
+                    help='pinhole intrinsics in pixels of the input images (no distortion), '
+                    'instead of a --camera-info file; one camera')
     io.add_argument('--depth-topic', default=None, metavar='TOPIC',
                     help='no model: turn this existing depth image topic (16UC1 mm / 32FC1 m) '
                     'into filtered depth and point clouds (a depth_image_proc replacement)')
@@ -81,6 +89,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument('--sparse-depth-topic', default=None, metavar='TOPIC',
                     help='metric depth topic aligned to the image, paired by --sync-policy, for '
                     '--scale-source sparse_depth')
+    io.add_argument('--sparse-depth-dir', type=Path, default=None, metavar='DIR',
+                    help='image folders and videos: metric depth images aligned to the images, '
+                    'paired by file name stem (a.jpg <-> DIR/a.png; video frames: '
+                    'frame_000000), for --scale-source sparse_depth: 16-bit PNG (see '
+                    '--sparse-depth-scale), float TIFF or .npy in metres; 0/NaN = none')
+    io.add_argument('--sparse-depth-scale', type=float, default=0.001, metavar='M',
+                    help='metres per stored unit of the integer files of --sparse-depth-dir '
+                    '(default 0.001: millimetres; TUM RGB-D: 0.0002)')
     io.add_argument('--max-frames', type=int, default=0, metavar='N',
                     help='stop after N frames processed (0 = all)')
     io.add_argument('--every', type=int, default=1, metavar='N',
@@ -93,9 +109,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help='also copy every topic the run does not read (TF, IMU, odometry, '
                      'other cameras, ...), so that with --copy-input the output bag plays '
                      'back alone')
+    out.add_argument('--overwrite', action='store_true',
+                     help='replace an existing non-empty OUTPUT: a bag written before, or the '
+                     'files depth-node bag wrote in an output folder (all removed first, so '
+                     'no stale file stays); anything else there is never deleted')
     out.add_argument('--no-points', action='store_true', help='do not write point clouds')
     out.add_argument('--colorized', action='store_true',
-                     help='also write <ns>/depth/colorized previews')
+                     help='also write <ns>/depth/colorized previews (folders: '
+                     '<name>_colorized.png)')
     out.add_argument('--json-summary', type=Path, default=None, metavar='FILE',
                      help='write the summary as JSON to FILE')
     out.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -122,9 +143,14 @@ class Options:
     image_topics: list[str] | None = None
     camera_info_topic: str | None = None
     camera_info_file: Path | None = None
+    intrinsics: tuple[float, float, float, float] | None = None
     depth_topic: str | None = None
     rgb_topic: str | None = None
     sparse_depth_topic: str | None = None
+    sparse_depth_dir: Path | None = None
+    sparse_depth_scale: float = 0.001
+    overwrite: bool = False
+    depth_file_encoding: str = '16UC1'   # image folders: 16UC1 PNG (mm) or 32FC1 TIFF (m)
     max_frames: int = 0
     every: int = 1
     copy_input: bool = False
@@ -134,8 +160,17 @@ class Options:
     json_summary: Path | None = None
     quiet: bool = False
     list_only: bool = False
-    camera_model: Any = None   # CameraModel of camera_info_file, loaded by check_inputs
+    camera_model: Any = None   # CameraModel of camera_info_file / intrinsics (check_inputs)
     camera_frame_id: str = ''  # the calibration file's own frame_id ('' if it has none)
+
+    @property
+    def calibration(self) -> str:
+        """The calibration given on the command line, in words ('' if none)."""
+        if self.camera_info_file is not None:
+            return f'--camera-info {str(self.camera_info_file)!r}'
+        if self.intrinsics is not None:
+            return '--intrinsics ' + ','.join(f'{v:g}' for v in self.intrinsics)
+        return ''
 
     @property
     def want(self) -> tuple[str, ...]:
@@ -148,6 +183,20 @@ class Options:
         return tuple(want)
 
 
+def _intrinsics(text: str) -> tuple[float, float, float, float]:
+    """Parse ``fx,fy,cx,cy`` (argparse type)."""
+    try:
+        values = tuple(float(v) for v in text.replace(' ', '').split(','))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values) \
+            or values[0] <= 0 or values[1] <= 0:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not fx,fy,cx,cy: four numbers in pixels, fx and fy > 0 '
+            '(e.g. 525,525,319.5,239.5)')
+    return values   # type: ignore[return-value]
+
+
 def options_from_args(args: argparse.Namespace) -> Options:
     """Check the command line and turn it into :class:`Options` (DepthNodeError if bad)."""
     values = parameters.values_from_args(args)
@@ -158,6 +207,41 @@ def options_from_args(args: argparse.Namespace) -> Options:
     if args.every < 1 or args.max_frames < 0:
         raise DepthNodeError('--every must be >= 1 and --max-frames >= 0.',
                              'Give positive numbers.')
+    _check_model_flags(args, values)
+    if not args.list and args.output is None:
+        raise DepthNodeError('no OUTPUT given.', 'Give the output bag or folder path after '
+                             'the input.')
+    _check_calibration_flags(args)
+    if values.get('scale_source') == 'sparse_depth' and not args.sparse_depth_topic \
+            and not args.sparse_depth_dir and not args.depth_topic and not args.list:
+        raise DepthNodeError('--scale-source sparse_depth needs metric depth to fit the scale '
+                             'to, but no --sparse-depth-topic was given.',
+                             'Add --sparse-depth-topic TOPIC (a metric depth image aligned to '
+                             'the camera image, e.g. /camera/aligned_depth_to_color/image_raw; '
+                             'see --list; image folders: --sparse-depth-dir DIR), or choose '
+                             '--scale-source fixed or ground_plane.')
+    if args.sparse_depth_dir is not None and not args.sparse_depth_dir.is_dir():
+        raise DepthNodeError(f'--sparse-depth-dir {str(args.sparse_depth_dir)!r} is not a '
+                             'folder.', 'Give the folder of depth images paired by name.')
+    if not args.sparse_depth_scale > 0:
+        raise DepthNodeError('--sparse-depth-scale must be > 0.', 'Give metres per unit.')
+    publish_points = values.get('publish_points', True)
+    colorized = bool(args.colorized or getattr(args, 'publish_colorized', None))
+    return Options(
+        input=args.input, output=args.output, values=values, image_topics=args.image_topic,
+        camera_info_topic=args.camera_info_topic, camera_info_file=args.camera_info,
+        intrinsics=args.intrinsics,
+        depth_topic=args.depth_topic, rgb_topic=getattr(args, 'rgb_topic', None),
+        sparse_depth_topic=args.sparse_depth_topic, sparse_depth_dir=args.sparse_depth_dir,
+        sparse_depth_scale=args.sparse_depth_scale, overwrite=args.overwrite,
+        depth_file_encoding=getattr(args, 'output_encoding', None) or '16UC1',
+        max_frames=args.max_frames, every=args.every, copy_input=args.copy_input,
+        copy_other_topics=args.copy_other_topics,
+        points=not args.no_points and publish_points is not False, colorized=colorized,
+        json_summary=args.json_summary, quiet=args.quiet, list_only=args.list)
+
+
+def _check_model_flags(args: argparse.Namespace, values: dict[str, Any]) -> None:
     if args.depth_topic and values['model_file_path']:
         raise DepthNodeError('--depth-topic and --model exclude each other.',
                              'Use --depth-topic to filter an existing depth topic without a '
@@ -174,39 +258,25 @@ def options_from_args(args: argparse.Namespace) -> Options:
     if values['model_file_path'] and not args.list:
         from depth_node.models.model_path import check_model_path
         check_model_path(str(values['model_file_path']))   # never a missing path to the hub
-    if not args.list and args.output is None:
-        raise DepthNodeError('no OUTPUT given.', 'Give the output bag or folder path after '
-                             'the input.')
+
+
+def _check_calibration_flags(args: argparse.Namespace) -> None:
+    if args.camera_info is not None and args.intrinsics is not None:
+        raise DepthNodeError('--camera-info and --intrinsics exclude each other.',
+                             'Give one calibration: a file, or fx,fy,cx,cy.')
     if args.camera_info is not None and not args.camera_info.is_file():
         raise DepthNodeError(f'calibration file {str(args.camera_info)!r} not found.',
                              'Give an existing camera_calibration_parsers YAML file.')
-    if args.camera_info is not None and args.image_topic and len(args.image_topic) > 1:
-        raise DepthNodeError(f"--camera-info {str(args.camera_info)!r} is one camera's "
-                             'calibration, but it would apply to several image topics: '
-                             f"{', '.join(args.image_topic)}.",
+    given = (f'--camera-info {str(args.camera_info)!r}' if args.camera_info is not None
+             else '--intrinsics' if args.intrinsics is not None else '')
+    if given and args.image_topic and len(args.image_topic) > 1:
+        raise DepthNodeError(f"{given} is one camera's calibration, but it would apply to "
+                             f"several image topics: {', '.join(args.image_topic)}.",
                              'Run one camera at a time (one --image-topic) with its own '
                              'calibration file.')
-    if values.get('scale_source') == 'sparse_depth' and not args.sparse_depth_topic \
-            and not args.depth_topic and not args.list:
-        raise DepthNodeError('--scale-source sparse_depth needs metric depth to fit the scale '
-                             'to, but no --sparse-depth-topic was given.',
-                             'Add --sparse-depth-topic TOPIC (a metric depth image aligned to '
-                             'the camera image, e.g. /camera/aligned_depth_to_color/image_raw; '
-                             'see --list), or choose --scale-source fixed or ground_plane.')
     if args.camera_info_topic and args.image_topic and len(args.image_topic) > 1:
         raise DepthNodeError('--camera-info-topic needs a single --image-topic.',
                              'Run once per camera, or rely on sibling camera_info topics.')
-    publish_points = values.get('publish_points', True)
-    colorized = bool(args.colorized or getattr(args, 'publish_colorized', None))
-    return Options(
-        input=args.input, output=args.output, values=values, image_topics=args.image_topic,
-        camera_info_topic=args.camera_info_topic, camera_info_file=args.camera_info,
-        depth_topic=args.depth_topic, rgb_topic=getattr(args, 'rgb_topic', None),
-        sparse_depth_topic=args.sparse_depth_topic,
-        max_frames=args.max_frames, every=args.every, copy_input=args.copy_input,
-        copy_other_topics=args.copy_other_topics,
-        points=not args.no_points and publish_points is not False, colorized=colorized,
-        json_summary=args.json_summary, quiet=args.quiet, list_only=args.list)
 
 
 def input_kind(path: Path) -> str:
@@ -244,16 +314,21 @@ def check_inputs(options: Options, kind: str) -> None:
     frame, so messages about it name the file) and ``options.camera_frame_id``.
     """
     if kind in ('images', 'video'):
-        if options.camera_info_file is None:
+        if not options.calibration:
             raise DepthNodeError(f'{kind} input needs a calibration.',
                                  'Give --camera-info FILE.yaml (camera_calibration_parsers '
-                                 'YAML).')
+                                 'YAML) or --intrinsics fx,fy,cx,cy (pixels).')
         for flag, value in (('--depth-topic', options.depth_topic),
                             ('--rgb-topic', options.rgb_topic),
                             ('--sparse-depth-topic', options.sparse_depth_topic)):
             if value:
                 raise DepthNodeError(f'{flag} only applies to bags, not to {kind} input.',
-                                     f'Drop {flag}; use --model and --camera-info.')
+                                     f'Drop {flag}; use --model and --camera-info'
+                                     + (' (sparse depth: --sparse-depth-dir DIR).'
+                                        if 'sparse' in flag else '.'))
+    elif options.sparse_depth_dir is not None:
+        raise DepthNodeError('--sparse-depth-dir applies to image folders and videos.',
+                             'For a bag give --sparse-depth-topic TOPIC.')
     if options.camera_info_file is not None and options.camera_model is None:
         from depth_node.camera import CameraModel
         camera = CameraModel.from_file(options.camera_info_file)  # DepthNodeError if bad
@@ -262,3 +337,106 @@ def check_inputs(options: Options, kind: str) -> None:
             camera = CameraModel.from_file(options.camera_info_file,
                                            frame_id=str(options.camera_info_file))
         options.camera_model = camera
+
+
+def fit_calibration(options: Options, source: str, size: tuple[int, int],
+                    log: Callable[[str], None]) -> None:
+    """Fit the command line's calibration to the first image of ``source`` (``size`` = w, h).
+
+    ``--intrinsics`` becomes ``options.camera_model`` at that size. A ``--camera-info`` file
+    of another aspect ratio is a usage error (DepthNodeError: exit 2; run before the model
+    loads and before anything is written, so the re-run is not blocked); one of the same
+    aspect ratio at another size is rescaled, with a loud WARNING on ``log``.
+    """
+    from depth_node.errors import SizeMismatchError
+    if options.camera_model is None and options.intrinsics is not None:
+        from depth_node.camera import CameraModel
+        fx, fy, cx, cy = options.intrinsics
+        options.camera_model = CameraModel.from_dict({
+            'image_width': size[0], 'image_height': size[1], 'distortion_model': 'plumb_bob',
+            'camera_matrix': [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+            'distortion_coefficients': [0.0] * 5}, frame_id=options.calibration)
+    camera = options.camera_model
+    if camera is None:
+        return
+    own = (camera.image_width, camera.image_height)
+    try:
+        _, rescaled = camera.matched_to_image(*size)
+    except SizeMismatchError:
+        raise DepthNodeError(
+            f'{options.calibration} is a calibration of {own[0]}x{own[1]} images, but '
+            f'{source} carries {size[0]}x{size[1]} images: the aspect ratios differ '
+            f'({own[0] / own[1]:.4f} vs {size[0] / size[1]:.4f}), so it is not the '
+            'calibration of this camera at any resolution.',
+            'Give the calibration file of this camera (--image-topic chooses the camera of '
+            'a bag), or recalibrate it at this resolution.') from None
+    if rescaled:
+        log(f'WARNING: {options.calibration} is a calibration of {own[0]}x{own[1]} images, '
+            f'but {source} carries {size[0]}x{size[1]} images (same aspect ratio): its '
+            f'intrinsics are SCALED by {size[0] / own[0]:.4g} to the image size. Check it is '
+            'this camera at another resolution (binning, a resized stream); else give the '
+            'right calibration.')
+
+
+# -- the output -------------------------------------------------------------------------------
+#: what depth-node bag writes into an output folder (``--overwrite`` removes only these)
+FOLDER_OUTPUTS = ('*_depth.png', '*_depth.tiff', '*_relative.tiff', '*_colorized.png', '*.ply')
+#: what a rosbag2 output folder holds
+BAG_OUTPUTS = ('metadata.yaml', '*.mcap')
+
+
+def _ours(output: Path, kind: str) -> tuple[list[Path], list[Path]]:
+    """(files depth-node bag writes, anything else) in an existing output folder."""
+    patterns = BAG_OUTPUTS if kind in ('ros1', 'rosbag2') else FOLDER_OUTPUTS
+    ours, others = [], []
+    for entry in sorted(output.iterdir()):
+        (ours if entry.is_file() and any(entry.match(p) for p in patterns) else others).append(
+            entry)
+    return ours, others
+
+
+def check_output(options: Options, kind: str) -> None:
+    """Refuse an existing non-empty OUTPUT unless ``--overwrite`` (DepthNodeError).
+
+    With ``--overwrite`` the output may only hold what depth-node bag writes there (a bag:
+    ``metadata.yaml`` and ``.mcap`` files; a folder: ``*_depth.png``, ``*_depth.tiff``,
+    ``*_relative.tiff``, ``*_colorized.png``, ``*.ply``): nothing else is ever deleted.
+    """
+    output = options.output
+    if output is None or not output.exists():
+        return
+    if not output.is_dir():
+        raise DepthNodeError(f'the output {str(output)!r} exists and is a file.',
+                             'Give a folder path (new, or one written by depth-node bag).')
+    ours, others = _ours(output, kind)
+    if not ours and not others:
+        return
+    if not options.overwrite:
+        raise DepthNodeError(f'the output {str(output)!r} exists and is not empty '
+                             f'({len(ours) + len(others)} entries).',
+                             'Choose a new output path, or give --overwrite to replace what '
+                             'depth-node bag wrote there.')
+    if others:
+        raise DepthNodeError(f'--overwrite: the output {str(output)!r} holds '
+                             f'{len(others)} entries depth-node bag does not write (e.g. '
+                             f'{others[0].name!r}), which are never deleted.',
+                             'Choose another output path, or empty that folder yourself.')
+
+
+def clear_output(options: Options, kind: str) -> int:
+    """Remove what an earlier run wrote in OUTPUT (after :func:`check_output`); return count.
+
+    A bag output folder is removed entirely (a new bag is written there); an output folder
+    keeps existing, without a stale file of an earlier run beside the new ones.
+    """
+    output = options.output
+    if output is None or not output.is_dir():
+        return 0
+    ours, others = _ours(output, kind)
+    if others:   # checked before; never delete what is not ours
+        check_output(options, kind)
+    for path in ours:
+        path.unlink()
+    if kind in ('ros1', 'rosbag2'):
+        output.rmdir()
+    return len(ours)

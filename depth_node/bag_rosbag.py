@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import time
 from typing import Any
 
-from depth_node.bag_options import Options
+from depth_node.bag_options import fit_calibration, Options
 from depth_node.bag_summary import (
     FrameSink,
     log_stderr,
@@ -111,7 +111,7 @@ def select_cameras(options: Options, topics: dict[str, str],
         return topic
 
     def info_for(topic: str, msgtype: str) -> str | None:
-        if options.camera_info_file is not None:
+        if options.calibration:
             return None
         if options.camera_info_topic:
             return need(options.camera_info_topic, (CAMERA_INFO,), 'camera_info topic')
@@ -145,13 +145,13 @@ def select_cameras(options: Options, topics: dict[str, str],
     if log is not None:
         for twin, chosen in sorted(found.twins.items()):
             log(f'note: {twin_note(twin, chosen)}.')
-    if options.camera_info_file is not None:
+    if options.calibration:
         if len(lonely) + len(cameras) == 1:
             only = (cameras[0].image_topic if cameras else lonely[0])
             return [CameraTopicNames(only, topics[only], None,
                                      camera_namespace(only, topics[only]))]
         names = ', '.join([c.image_topic for c in cameras] + lonely)
-        raise DepthNodeError('--camera-info FILE applies to one camera, but the bag has '
+        raise DepthNodeError(f'{options.calibration} applies to one camera, but the bag has '
                              f'several image topics: {names}.',
                              'Choose one with --image-topic TOPIC.')
     if not cameras:
@@ -299,38 +299,18 @@ def image_size(msg: Any) -> tuple[int, int] | None:
 
 def check_calibration_size(options: Options, reader: Any, cameras: list[CameraTopicNames],
                            log: Callable[[str], None]) -> None:
-    """Check ``--camera-info FILE`` against the size of the bag's first image, before anything.
+    """Fit ``--camera-info FILE`` / ``--intrinsics`` to each camera's first image.
 
-    Another aspect ratio is a usage error (DepthNodeError: exit 2, nothing written, so a
-    re-run is not blocked); the same aspect ratio at another size is rescaled with a loud
-    WARNING on ``log``.
+    See :func:`~depth_node.bag_options.fit_calibration`: another aspect ratio is a usage
+    error before anything is written, a rescale a loud WARNING.
     """
-    from depth_node.errors import SizeMismatchError
-    camera = options.camera_model
-    if camera is None:
+    if not options.calibration:
         return
     for names in cameras:
         _, msg = first_message(reader, names.image_topic)
         size = None if msg is None else image_size(msg)
-        if size is None:
-            continue
-        own = (camera.image_width, camera.image_height)
-        try:
-            _, rescaled = camera.matched_to_image(*size)
-        except SizeMismatchError:
-            raise DepthNodeError(
-                f'--camera-info {str(options.camera_info_file)!r} is a calibration of '
-                f'{own[0]}x{own[1]} images, but {names.image_topic} carries {size[0]}x'
-                f'{size[1]} images: the aspect ratios differ ({own[0] / own[1]:.4f} vs '
-                f"{size[0] / size[1]:.4f}), so it is not this camera's calibration at any "
-                'resolution.', 'Give the calibration file of this camera (--image-topic '
-                'chooses the camera), or recalibrate it at this resolution.') from None
-        if rescaled:
-            log(f'WARNING: --camera-info {str(options.camera_info_file)!r} is a calibration '
-                f'of {own[0]}x{own[1]} images, but {names.image_topic} carries {size[0]}x'
-                f'{size[1]} images (same aspect ratio): its intrinsics are SCALED by '
-                f'{size[0] / own[0]:.4g} to the image size. Check it is this camera at another '
-                'resolution (binning, a resized stream); else give the right calibration.')
+        if size is not None:
+            fit_calibration(options, names.image_topic, size, log)
 
 
 def check_bag(options: Options, reader: Any, log: Callable[[str], None]) -> None:
@@ -406,16 +386,20 @@ class BagRun:
         for conn in reader.connections:
             self.conns_by_topic[conn.topic].append(conn)
         check_sparse_depth_topic(options, topics, reader, self.log)
-        for names in select_cameras(options, topics, self.log):
+        cameras = select_cameras(options, topics, self.log)
+        if options.camera_model is None:     # --intrinsics: the camera at the images' size
+            check_calibration_size(options, reader, cameras, self.log)
+        for names in cameras:
             cam = BagCameraStream(names, options.camera_model, info_index=PartnerIndex(self.rule))
             self.cameras[names.image_topic] = cam
             if names.camera_info_topic:
                 self.info_topics[names.camera_info_topic].append(cam)
         self.rgb_topic = select_rgb_topic(options, topics, self.log)
+        calibration = str(options.camera_info_file or options.calibration)
         self.summary.cameras = [
             {'image_topic': c.topics.image_topic, 'namespace': c.topics.namespace,
-             'camera_info': (str(options.camera_info_file) if c.camera is not None
-                             else c.topics.camera_info_topic)} for c in self.cameras.values()]
+             'camera_info': calibration if c.camera is not None else c.topics.camera_info_topic}
+            for c in self.cameras.values()]
         if self.rgb_topic:
             self.summary.cameras[0]['rgb_topic'] = self.rgb_topic
         inputs = set(self.cameras) | set(self.info_topics) | {self.sparse_topic, self.rgb_topic}

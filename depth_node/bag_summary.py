@@ -65,6 +65,8 @@ class Summary:
     #: per reason, the last message with its numbers (``relative_only_reasons`` counts alike)
     relative_only_examples: dict[str, str] = field(default_factory=dict)
     frames_skipped_every: int = 0
+    #: image folders: depth images (single-channel 16-bit or float files) left out
+    depth_images_left_out: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     messages_written: dict[str, int] = field(default_factory=dict)
     stage_ms: dict[str, float] = field(default_factory=dict)
@@ -101,6 +103,9 @@ class Summary:
                      f'{self.skipped_total} skipped for bad input'
                      + (f', {self.frames_skipped_every} left out by --every'
                         if self.frames_skipped_every else '')
+                     + (f', {self.depth_images_left_out} depth images left out (16-bit or '
+                        'float single-channel files: depth, not colour)'
+                        if self.depth_images_left_out else '')
                      + (f', {self.frames_relative_only} relative only (no metric scale)'
                         if self.frames_relative_only else ''))
         for kind, count in sorted(self.skipped.items()):

@@ -259,7 +259,8 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
 # --------------------------------------------------------------------------------------------
 
 def decode_stored(stored: np.ndarray, scale: float | None, fmt: str = 'auto',
-                  invalid_value: float | None = None, what: str = 'depth') -> np.ndarray:
+                  invalid_value: float | None = None, what: str = 'depth',
+                  float_scale: bool = True) -> np.ndarray:
     """Convert stored depth values to float32 metres, NaN where invalid.
 
     :param stored: the array as read from the file.
@@ -268,6 +269,8 @@ def decode_stored(stored: np.ndarray, scale: float | None, fmt: str = 'auto',
         disparity units, little-endian 16-bit PGM: 351.3 / (1092.5 - raw) m).
     :param invalid_value: stored value meaning "no measurement" (e.g. 65535); 0 and NaN are
         always invalid.
+    :param float_scale: whether ``scale`` applies to float images too (False: floats are
+        metres, ``scale`` is for integer images only).
     """
     if stored.ndim == 3:
         if stored.shape[2] != 1 and not np.all(stored == stored[..., :1]):
@@ -296,7 +299,7 @@ def decode_stored(stored: np.ndarray, scale: float | None, fmt: str = 'auto',
             out = stored.astype(np.float32) * np.float32(scale)
         else:
             out = stored.astype(np.float32, copy=True)
-            if scale is not None:
+            if scale is not None and float_scale:
                 out *= np.float32(scale)
     else:
         raise EvaluationError(f'Unknown depth format {fmt!r}.', f'Use one of {FORMATS}.')
@@ -320,11 +323,12 @@ def _check_depth_dtype(stored: np.ndarray, name: str, what: str) -> None:
 
 
 def load_depth_file(path: str | Path, scale: float | None, fmt: str = 'auto',
-                    invalid_value: float | None = None, what: str = 'depth file'
-                    ) -> np.ndarray:
+                    invalid_value: float | None = None, what: str = 'depth file',
+                    float_scale: bool = True) -> np.ndarray:
     """Read a depth map from ``.npy`` (float, metres unless scaled) or an image file.
 
     :param what: which input it is ('prediction file', 'ground-truth file'), for messages.
+    :param float_scale: see :func:`decode_stored`.
     :raises EvaluationError: missing, unreadable, 8-bit, non-numeric or not (H, W).
     """
     path = Path(path)
@@ -367,7 +371,8 @@ def load_depth_file(path: str | Path, scale: float | None, fmt: str = 'auto',
         if stored.ndim not in (2, 3):
             raise EvaluationError(f'The {what} {name} has shape {stored.shape}, not a depth '
                                   'map.', 'Pass an (H, W) depth map.')
-    return decode_stored(stored, scale, fmt, invalid_value, what=f'The {what} {name}')
+    return decode_stored(stored, scale, fmt, invalid_value, what=f'The {what} {name}',
+                         float_scale=float_scale)
 
 
 def _decode_depth_msg(msg: Any, scale: float | None) -> np.ndarray:

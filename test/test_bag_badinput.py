@@ -244,8 +244,9 @@ def test_usage_errors(bags, model, tmp_path, capsys, monkeypatch):
     assert main(['bag', str(good), str(tmp_path / 'o')]) == 2          # no model
     assert 'no model given' in capsys.readouterr().err
     (tmp_path / 'exists').mkdir()
+    (tmp_path / 'exists' / 'metadata.yaml').write_text('x')
     assert main(['bag', str(good), str(tmp_path / 'exists'), '--model', str(model)]) == 2
-    assert 'exists already' in capsys.readouterr().err
+    assert 'exists and is not empty' in capsys.readouterr().err
     assert main(['bag', str(good), str(tmp_path / 'o2'), '--model', str(model),
                  '--image-topic', '/nope']) == 2
     assert "'/nope' is not in the bag" in capsys.readouterr().err
