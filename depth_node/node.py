@@ -6,10 +6,17 @@
 See ``doc/ros_interface.md`` for topics, parameters and QoS.
 
 Threading: subscription callbacks only pair image and camera_info (:mod:`depth_node.sync`) and
-put the frame into a one-element latest-frame slot; a worker thread takes the newest frame,
-runs :class:`~depth_node.pipeline.DepthPipeline` and publishes. A frame replaced before the
-worker took it is dropped and counted, so latency stays bounded when the model is slower than
-the camera. Outputs without subscribers are not computed.
+put the frame into its camera's one-element latest-frame slot; a worker thread takes the newest
+frame, runs :class:`~depth_node.pipeline.DepthPipeline` and publishes. A frame replaced before
+the worker took it is dropped and counted, so latency stays bounded when the model is slower
+than the camera. Outputs without subscribers are not computed.
+
+Several cameras (parameter ``cameras``): each camera has its own topics, pairing, latest-frame
+slot, error counts, diagnostics status and output namespace; the worker takes rounds (the
+newest frame of each camera that has one, waiting at most ``batch_max_wait`` for the others)
+and runs each round as one batch through the one model
+(:meth:`~depth_node.pipeline.DepthPipeline.process_batch`). A camera's bad frame is counted
+for that camera and costs the others nothing.
 
 This is the only module of the package that imports rclpy. Without a sourced ROS 2, importing
 it still works and :func:`main` exits with a one-line message.
@@ -28,7 +35,7 @@ import traceback
 from typing import Any
 
 from depth_node import parameters
-from depth_node.diagnostics import NodeDiagnostics
+from depth_node.diagnostics import NodeDiagnostics, RollingStat
 from depth_node.errors import DepthNodeError
 from depth_node.messages import (
     MessageFactory,
@@ -38,7 +45,7 @@ from depth_node.messages import (
     stamp_of,
 )
 from depth_node.ratelimit import ErrorReporter
-from depth_node.sync import Frame, FrameSync, LatestSlot, PairingRule, SyncOutput
+from depth_node.sync import Frame, FrameSync, PairingRule, RoundSlots, SyncOutput
 
 NOT_SOURCED = ('depth_node: ROS 2 is not sourced (rclpy not importable): source '
                '/opt/ros/<distro>/setup.bash, or use `depth-node bag` for offline processing')
@@ -118,6 +125,9 @@ def normalize_value(value: Any) -> Any:
 def parameter_descriptor(spec: parameters.ParameterSpec) -> Any:
     """Build the ParameterDescriptor of a parameter (ranges, choices, read-only)."""
     descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.array_of == 'string':
+        # rclpy types [] as a byte array: a string list (cameras) needs dynamic typing
+        descriptor.dynamic_typing = True
     if spec.choices:
         shown = ', '.join(repr(c) if c else "'' (from the model card)" for c in spec.choices)
         descriptor.additional_constraints = f'one of: {shown}'
@@ -158,6 +168,32 @@ def _default_open_model(model_path: str, overrides: dict[str, Any], **options: A
     return open_model(model_path, overrides, **options)
 
 
+class CameraStream:
+    """One camera of the node: topics, pairing, error counts, diagnostics, publishers.
+
+    The single-camera node has one, named ``''``, on ``image``/``camera_info`` with the outputs
+    at the node's namespace; with ``cameras`` there is one per camera.
+    """
+
+    def __init__(self, topics: parameters.CameraTopics, values: Mapping[str, Any],
+                 reporter: ErrorReporter, diagnostics: NodeDiagnostics) -> None:
+        self.topics = topics
+        self.name = topics.name
+        self.sync = FrameSync(PairingRule.from_values(values),
+                              sparse_depth=values['scale_source'] == 'sparse_depth',
+                              max_wait_s=values['sync_max_wait'])
+        self.reporter = reporter
+        self.diagnostics = diagnostics
+        self.outputs: dict[str, Any] = {}
+        self.inputs: dict[str, Any] = {}
+        self.frames_without_sparse = 0
+        self.image_topic = ''
+
+    def endpoint(self, suffix: str) -> str:
+        """Return the name events of this camera's topic ``suffix`` are reported under."""
+        return f'{self.name}/{suffix}' if self.name else suffix
+
+
 class DepthNode(LifecycleNode):
     """Monocular depth as a managed (lifecycle) node named ``depth_node``."""
 
@@ -182,29 +218,40 @@ class DepthNode(LifecycleNode):
             self.declare_parameter(spec.name, spec.default, parameter_descriptor(spec))
         self._values = {spec.name: normalize_value(self.get_parameter(spec.name).value)
                         for spec in parameters.PARAMETERS}
+        self._camera_errors = parameters.validate_cameras(self._values['cameras'])
+        cameras = self._declare_cameras() if not self._camera_errors else []
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._factory = rclpy_factory()
         self._reporter = ErrorReporter(self.get_logger().warning)
         self.diagnostics = NodeDiagnostics()
-        self._sync = FrameSync(PairingRule.from_values(self._values),
-                               sparse_depth=self._values['scale_source'] == 'sparse_depth',
-                               max_wait_s=self._values['sync_max_wait'])
+        if not cameras:     # one camera, on image / camera_info, outputs in the node namespace
+            self._streams = [CameraStream(parameters.CameraTopics(''), self._values,
+                                          self._reporter, self.diagnostics)]
+        else:
+            self._streams = [CameraStream(
+                topics, self._values, ErrorReporter(functools.partial(
+                    self._camera_warning, topics.name)), NodeDiagnostics())
+                for topics in cameras]
+        self._by_name = {stream.name: stream for stream in self._streams}
+        self._multi = bool(cameras)
+        # the first camera's, for tools and tests that look at the single-camera node
+        self._sync = self._streams[0].sync
+        self._outputs = self._streams[0].outputs
         self._sync_timer: Any | None = None
-        self._frames_without_sparse = 0
-        self._slot = LatestSlot(on_drop=lambda _frame: self.diagnostics.frame_dropped())
+        self._slots = RoundSlots(self._by_name, on_drop=self._frame_dropped)
+        self._batch_size = RollingStat()
+        self._batch_inference_ms = RollingStat()
+        self._rounds = 0
         self._qos_events: Counter[str] = Counter()
         self._internal_seen: set[tuple[str, str]] = set()
         self._model: Any | None = None
         self._pipeline: Any | None = None
         self._pending_config: tuple[Any, bool] | None = None
         self._backend_info: dict[str, str] = {}
-        self._outputs: dict[str, Any] = {}
-        self._inputs: dict[str, Any] = {}
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._state = 'unconfigured'
-        self._image_topic = ''
         self._configure_error = ''
 
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -228,8 +275,34 @@ class DepthNode(LifecycleNode):
 
     @property
     def error_counts(self) -> dict[str, int]:
-        """Errors counted by kind since start."""
-        return self._reporter.snapshot()
+        """Errors counted by kind since start (all cameras together)."""
+        counts: Counter[str] = Counter(self._reporter.snapshot())
+        if self._multi:
+            for stream in self._streams:
+                counts.update(stream.reporter.snapshot())
+        return dict(counts)
+
+    @property
+    def cameras(self) -> dict[str, CameraStream]:
+        """Return the camera streams by name (``''`` for the single-camera node)."""
+        return dict(self._by_name)
+
+    def _declare_cameras(self) -> list[parameters.CameraTopics]:
+        """Declare ``<camera>.image_topic`` ... for each camera; return the cameras' topics."""
+        cameras = []
+        for name in self._values['cameras']:
+            topics = {}
+            for key, default in parameters.camera_defaults(name).items():
+                spec = parameters.CAMERA_PARAMETERS[key]
+                descriptor = ParameterDescriptor(description=f'camera {name}: {spec[1]}',
+                                                 read_only=True)
+                value = self.declare_parameter(f'{name}.{key}', default, descriptor).value
+                topics[key] = str(value).strip() or default
+            cameras.append(parameters.CameraTopics(name, **topics))
+        return cameras
+
+    def _camera_warning(self, camera: str, message: str) -> None:
+        self.get_logger().warning(f'camera {camera}: {message}')
 
     @property
     def worker_alive(self) -> bool:
@@ -260,9 +333,10 @@ class DepthNode(LifecycleNode):
     def _apply_live_update(self, old: Mapping[str, Any], new: Mapping[str, Any],
                            changed: list[str]) -> None:
         if {'sync_policy', 'sync_tolerance', 'sync_max_wait', 'scale_source'} & set(changed):
-            self._sync.configure(PairingRule.from_values(new),
-                                 sparse_depth=new['scale_source'] == 'sparse_depth',
-                                 max_wait_s=new['sync_max_wait'])
+            for stream in self._streams:
+                stream.sync.configure(PairingRule.from_values(new),
+                                      sparse_depth=new['scale_source'] == 'sparse_depth',
+                                      max_wait_s=new['sync_max_wait'])
         if self._pipeline is not None:
             from depth_node.pipeline import PipelineConfig
             reset = bool(parameters.METRIC_PARAMETERS & set(changed))
@@ -297,7 +371,7 @@ class DepthNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
 
         values = dict(self._values)
-        reasons = parameters.validate_all(values)
+        reasons = self._camera_errors + parameters.validate_all(values)
         if reasons:
             return fail('configure failed: invalid parameters: ' + '; '.join(reasons))
         path = values['model_file_path']
@@ -328,12 +402,20 @@ class DepthNode(LifecycleNode):
             self._backend_info = {}
         qos = qos_profile(values['output_qos'], values['output_qos_depth'])
         classes = {'Image': Image, 'CameraInfo': CameraInfo, 'PointCloud2': PointCloud2}
-        for suffix, cls_name in OUTPUT_TOPICS.items():
-            events = PublisherEventCallbacks(
-                incompatible_qos=functools.partial(self._on_incompatible_qos, suffix))
-            self._outputs[suffix] = self.create_lifecycle_publisher(
-                classes[cls_name], suffix, qos, event_callbacks=events)
+        for stream in self._streams:
+            for suffix, cls_name in OUTPUT_TOPICS.items():
+                events = PublisherEventCallbacks(incompatible_qos=functools.partial(
+                    self._on_incompatible_qos, stream.topics.output(suffix)))
+                stream.outputs[suffix] = self.create_lifecycle_publisher(
+                    classes[cls_name], stream.topics.output(suffix), qos,
+                    event_callbacks=events)
         card = getattr(model, 'card', None)
+        if self._multi:
+            limit = getattr(model, 'max_batch', 1)
+            log.info(f'{len(self._streams)} cameras ({", ".join(self._by_name)}) in rounds of '
+                     'one batch' + (' (this model has a fixed batch of 1: one network call '
+                                    'per camera; export it with --dynamic-batch)'
+                                    if limit == 1 else ''))
         log.info(f"configured: model {path!r} ({getattr(card, 'name', '') or 'no name'}, "
                  f"{getattr(card, 'output_kind', '?')}), "
                  + ', '.join(f'{k}={v}' for k, v in self._backend_info.items()))
@@ -344,32 +426,40 @@ class DepthNode(LifecycleNode):
         """Subscribe, start the worker thread and enable the publishers."""
         values = self._values
         qos = qos_profile(values['input_qos'], values['input_qos_depth'])
-        if values['input_transport'] == 'compressed':
-            topic = self.resolve_topic_name('image') + '/compressed'
-            image_type = CompressedImage
-        else:
-            topic = 'image'
-            image_type = Image
-        self._image_topic = topic
-        self._inputs['image'] = self.create_subscription(
-            image_type, topic, self._on_image, qos, event_callbacks=self._sub_events('image'))
-        self._inputs['camera_info'] = self.create_subscription(
-            CameraInfo, 'camera_info', self._on_camera_info, qos,
-            event_callbacks=self._sub_events('camera_info'))
+        for stream in self._streams:
+            topics = stream.topics
+            if values['input_transport'] == 'compressed':
+                topic = self.resolve_topic_name(topics.image_topic) + '/compressed'
+                image_type = CompressedImage
+            else:
+                topic = topics.image_topic
+                image_type = Image
+            stream.image_topic = topic
+            stream.inputs['image'] = self.create_subscription(
+                image_type, topic, functools.partial(self._on_image, stream), qos,
+                event_callbacks=self._sub_events(stream.endpoint('image')))
+            stream.inputs['camera_info'] = self.create_subscription(
+                CameraInfo, topics.camera_info_topic,
+                functools.partial(self._on_camera_info, stream), qos,
+                event_callbacks=self._sub_events(stream.endpoint('camera_info')))
         self._update_sparse_subscription()
         # images wait for late partners (sync_max_wait): a timer lets them go when it is over
         self._sync_timer = self.create_timer(
             min(0.02, max(0.002, values['sync_max_wait'] / 4)), self._expire_waiting)
         self._stop.clear()
-        self._slot.reopen()
+        self._slots.reopen()
         self._worker = threading.Thread(target=self._worker_loop, name='depth_node_worker',
                                         daemon=True)
         self._worker.start()
         self._state = 'active'
-        self.get_logger().info(
-            f'active: {self.resolve_topic_name(topic)} + '
-            f"{self.resolve_topic_name('camera_info')} ({values['input_qos']}, "
-            f"{values['sync_policy']} sync)")
+        for stream in self._streams:
+            self.get_logger().info(
+                ('active: ' if not stream.name else f'active: camera {stream.name}: ')
+                + f'{self.resolve_topic_name(stream.image_topic)} + '
+                f'{self.resolve_topic_name(stream.topics.camera_info_topic)} '
+                f"({values['input_qos']}, {values['sync_policy']} sync)"
+                + (f' -> {self.resolve_topic_name(stream.topics.output("depth/image"))}, ...'
+                   if stream.name else ''))
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -412,36 +502,41 @@ class DepthNode(LifecycleNode):
 
     def _update_sparse_subscription(self) -> None:
         wanted = self._values['scale_source'] == 'sparse_depth'
-        existing = self._inputs.get('sparse_depth')
-        if wanted and existing is None:
-            qos = qos_profile(self._values['input_qos'], self._values['input_qos_depth'])
-            self._inputs['sparse_depth'] = self.create_subscription(
-                Image, 'sparse_depth', self._on_sparse_depth, qos,
-                event_callbacks=self._sub_events('sparse_depth'))
-        elif not wanted and existing is not None:
-            self.destroy_subscription(self._inputs.pop('sparse_depth'))
+        for stream in self._streams:
+            existing = stream.inputs.get('sparse_depth')
+            if wanted and existing is None:
+                qos = qos_profile(self._values['input_qos'], self._values['input_qos_depth'])
+                stream.inputs['sparse_depth'] = self.create_subscription(
+                    Image, stream.topics.sparse_depth_topic,
+                    functools.partial(self._on_sparse_depth, stream), qos,
+                    event_callbacks=self._sub_events(stream.endpoint('sparse_depth')))
+            elif not wanted and existing is not None:
+                self.destroy_subscription(stream.inputs.pop('sparse_depth'))
 
     def _stop_processing(self) -> None:
-        for sub in self._inputs.values():
-            self.destroy_subscription(sub)
-        self._inputs.clear()
+        for stream in self._streams:
+            for sub in stream.inputs.values():
+                self.destroy_subscription(sub)
+            stream.inputs.clear()
         if self._sync_timer is not None:
             self.destroy_timer(self._sync_timer)
             self._sync_timer = None
         self._stop.set()
-        self._slot.close()
+        self._slots.close()
         worker, self._worker = self._worker, None
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout=30.0)
             if worker.is_alive() and self.context.ok():
                 self.get_logger().warning('the worker thread did not stop within 30 s (a '
                                           'frame is still being processed)')
-        self._sync.clear()
+        for stream in self._streams:
+            stream.sync.clear()
 
     def _release(self) -> None:
-        for pub in self._outputs.values():
-            self.destroy_lifecycle_publisher(pub)
-        self._outputs.clear()
+        for stream in self._streams:
+            for pub in stream.outputs.values():
+                self.destroy_lifecycle_publisher(pub)
+            stream.outputs.clear()
         model, self._model = self._model, None
         self._pipeline = None
         self._backend_info = {}
@@ -452,27 +547,42 @@ class DepthNode(LifecycleNode):
                 self.get_logger().warning(f'closing the model failed: {exc}')
 
     # -- input callbacks (executor threads: only pairing and hand-over) ----------------------
-    def _on_image(self, msg: Any) -> None:
-        self.diagnostics.image_received()
-        self._handle(self._sync.add_image(msg))
+    def _on_image(self, stream: CameraStream, msg: Any) -> None:
+        stream.diagnostics.image_received()
+        if self._multi:
+            self.diagnostics.image_received()
+        self._handle(stream, stream.sync.add_image(msg))
 
-    def _on_camera_info(self, msg: Any) -> None:
-        self._handle(self._sync.add_camera_info(msg))
+    def _on_camera_info(self, stream: CameraStream, msg: Any) -> None:
+        self._handle(stream, stream.sync.add_camera_info(msg))
 
-    def _on_sparse_depth(self, msg: Any) -> None:
-        self._handle(self._sync.add_sparse_depth(msg))
+    def _on_sparse_depth(self, stream: CameraStream, msg: Any) -> None:
+        self._handle(stream, stream.sync.add_sparse_depth(msg))
 
     def _expire_waiting(self) -> None:
-        self._handle(self._sync.expire())
+        for stream in self._streams:
+            self._handle(stream, stream.sync.expire())
 
-    def _handle(self, out: SyncOutput) -> None:
+    def _handle(self, stream: CameraStream, out: SyncOutput) -> None:
         for error in out.errors:
-            self._reporter.report(error)
+            stream.reporter.report(error)
         if out.stale:
-            self.diagnostics.frame_dropped(out.stale)
-        self._frames_without_sparse += out.without_sparse_depth
+            self._count_drops(stream, out.stale)
+        stream.frames_without_sparse += out.without_sparse_depth
         for frame in out.frames:
-            self._slot.put(frame)
+            self._slots.put(stream.name, frame)
+
+    def _frame_dropped(self, camera: str, _frame: Any) -> None:
+        self._count_drops(self._by_name[camera], 1)
+
+    def _count_drops(self, stream: CameraStream, count: int) -> None:
+        stream.diagnostics.frame_dropped(count)
+        if self._multi:
+            self.diagnostics.frame_dropped(count)
+
+    @property
+    def _frames_without_sparse(self) -> int:
+        return sum(stream.frames_without_sparse for stream in self._streams)
 
     def _on_incompatible_qos(self, endpoint: str, info: Any) -> None:
         self._qos_events[endpoint] += 1
@@ -481,7 +591,7 @@ class DepthNode(LifecycleNode):
             policy = QoSPolicyKind(int(kind)).name
         except (TypeError, ValueError):
             policy = str(kind)
-        if endpoint in OUTPUT_TOPICS:
+        if any(endpoint == s or endpoint.endswith('/' + s) for s in OUTPUT_TOPICS):
             self.diagnostics.subscriber_refused(endpoint, policy)
             hint = self._output_qos_hint(endpoint, policy)
         elif policy == 'RELIABILITY':
@@ -510,16 +620,20 @@ class DepthNode(LifecycleNode):
     # -- worker -----------------------------------------------------------------------------
     def _worker_loop(self) -> None:
         while not self._stop.is_set():
-            frame = self._slot.take(timeout=0.5)
-            if frame is None:
-                continue
-            self.process_frame(frame)
+            frames = self._slots.take_round(self._values['batch_max_wait'], timeout=0.5)
+            if frames:
+                self.process_round([(self._by_name[name], frame)
+                                    for name, frame in frames.items()])
 
-    def wanted_outputs(self) -> list[str]:
-        """Return the outputs that have subscribers and are enabled (lazy computation)."""
+    def wanted_outputs(self, stream: CameraStream | None = None) -> list[str]:
+        """Return the outputs that have subscribers and are enabled (lazy computation).
+
+        :param stream: the camera (default: the first, or only, camera).
+        """
         values = self._values
         want = []
-        for suffix, pub in list(self._outputs.items()):
+        outputs = (stream or self._streams[0]).outputs
+        for suffix, pub in list(outputs.items()):
             if pub.get_subscription_count() == 0:
                 continue
             if suffix == 'points' and not values['publish_points']:
@@ -530,51 +644,99 @@ class DepthNode(LifecycleNode):
         return want
 
     def process_frame(self, frame: Frame) -> bool:
-        """Run the pipeline on one frame and publish; never raises. Returns success."""
+        """Run the pipeline on one frame of the first camera and publish; never raises."""
+        return self.process_round([(self._streams[0], frame)])[0]
+
+    def process_round(self, frames: list[tuple[CameraStream, Frame]]) -> list[bool]:
+        """Run one round (one frame per camera) as one batch and publish; never raises.
+
+        A round of one frame runs :meth:`DepthPipeline.process`, more frames one
+        :meth:`DepthPipeline.process_batch`. Returns per frame whether it published.
+        """
+        done = [False] * len(frames)
         pipeline = self._pipeline
         if pipeline is None:
-            return False
+            return done
+        jobs: list[tuple[int, CameraStream, Frame, list[str]]] = []
         try:
             pending, self._pending_config = self._pending_config, None
             if pending is not None:
                 pipeline.config = pending[0]
                 if pending[1]:
                     pipeline.reset()
-            want = self.wanted_outputs()
-            if not want:
-                return False
-            result = pipeline.process(frame.image, frame.camera_info, frame.sparse_depth)
-            sec, nanosec = stamp_of(frame.image)
-            header = self._factory.header(sec, nanosec, frame.image.header.frame_id)
-            messages = pipeline.outputs(result, header, self._factory, want)
-            if not self.context.ok():   # shut down (Ctrl-C, SIGTERM) while processing
-                return False
-            for suffix, msg in messages.items():
-                pub = self._outputs.get(suffix)
-                if pub is not None:
-                    pub.publish(msg)
-            latency = (self.get_clock().now().nanoseconds - stamp_ns(frame.image)) / 1e9
+            for i, (stream, frame) in enumerate(frames):
+                want = self.wanted_outputs(stream)
+                if want:
+                    jobs.append((i, stream, frame, want))
+            if not jobs:
+                return done
+            if len(jobs) == 1:
+                frame = jobs[0][2]
+                result = pipeline.process(frame.image, frame.camera_info, frame.sparse_depth)
+                results: list[Any] = [result]
+                timings = {'batch_size': 1.0, 'model_calls': 1.0,
+                           'inference_ms': result.timings.get('inference_ms', float('nan'))}
+            else:
+                from depth_node.pipeline import BatchItem
+                results, timings = pipeline.process_batch([
+                    BatchItem(frame.image, frame.camera_info, frame.sparse_depth)
+                    for _, _, frame, _ in jobs])
+        except Exception as exc:  # noqa: BLE001 - the worker must keep serving
+            for stream in [job[1] for job in jobs] or [frames[0][0]]:
+                self._failed(stream, exc)
+            return done
+        self._rounds += 1
+        self._batch_size.add(timings.get('batch_size', float(len(jobs))))
+        self._batch_inference_ms.add(timings.get('inference_ms', float('nan')))
+        for (i, stream, frame, want), result in zip(jobs, results):
+            if isinstance(result, Exception):
+                self._failed(stream, result)
+                continue
+            try:
+                done[i] = self._publish(pipeline, stream, frame, result, want)
+            except Exception as exc:  # noqa: BLE001 - the worker must keep serving
+                self._failed(stream, exc)
+        return done
+
+    def _publish(self, pipeline: Any, stream: CameraStream, frame: Frame, result: Any,
+                 want: list[str]) -> bool:
+        """Build and publish one camera's outputs of a frame; record its diagnostics."""
+        sec, nanosec = stamp_of(frame.image)
+        header = self._factory.header(sec, nanosec, frame.image.header.frame_id)
+        messages = pipeline.outputs(result, header, self._factory, want)
+        if not self.context.ok():   # shut down (Ctrl-C, SIGTERM) while processing
+            return False
+        for suffix, msg in messages.items():
+            pub = stream.outputs.get(suffix)
+            if pub is not None:
+                pub.publish(msg)
+        latency = (self.get_clock().now().nanoseconds - stamp_ns(frame.image)) / 1e9
+        stream.diagnostics.frame_published(result.timings, latency, result.scale,
+                                           result.metric)
+        if self._multi:
             self.diagnostics.frame_published(result.timings, latency, result.scale,
                                              result.metric)
-            if not messages:
-                self._reporter.report('nothing_to_publish',
-                                      f'frame produced none of the subscribed outputs {want}: '
-                                      + self._why_not_metric(result))
-            return bool(messages)
-        except DepthNodeError as exc:
+        if not messages:
+            stream.reporter.report('nothing_to_publish',
+                                   f'frame produced none of the subscribed outputs {want}: '
+                                   + self._why_not_metric(result))
+        return bool(messages)
+
+    def _failed(self, stream: CameraStream, exc: Exception) -> None:
+        """Count and report a frame of ``stream`` that failed (rate-limited)."""
+        if isinstance(exc, DepthNodeError):
             if self.context.ok():
-                self._reporter.report(exc)
-        except Exception as exc:  # noqa: BLE001 - the worker must keep serving
-            if not self.context.ok():   # publishing raced with shutdown: a normal event
-                return False
-            key = (type(exc).__name__, str(exc)[:200])
-            self._reporter.report('internal_error',
-                                  f'unexpected {type(exc).__name__} while processing a frame: '
-                                  f'{exc} (a bug: please report it with the traceback)')
-            if key not in self._internal_seen and len(self._internal_seen) < 100:
-                self._internal_seen.add(key)
-                self.get_logger().error(traceback.format_exc())
-        return False
+                stream.reporter.report(exc)
+            return
+        if not self.context.ok():   # publishing raced with shutdown: a normal event
+            return
+        key = (type(exc).__name__, str(exc)[:200])
+        stream.reporter.report('internal_error',
+                               f'unexpected {type(exc).__name__} while processing a frame: '
+                               f'{exc} (a bug: please report it with the traceback)')
+        if key not in self._internal_seen and len(self._internal_seen) < 100:
+            self._internal_seen.add(key)
+            self.get_logger().error(''.join(traceback.format_exception(exc)))
 
     def _why_not_metric(self, result: Any) -> str:
         if result.metric:
@@ -591,23 +753,68 @@ class DepthNode(LifecycleNode):
 
     # -- diagnostics ------------------------------------------------------------------------
     def diagnostics_report(self) -> Any:
-        """Return the current :class:`~depth_node.diagnostics.DiagnosticsReport`."""
+        """Return the current :class:`~depth_node.diagnostics.DiagnosticsReport` of the node.
+
+        With ``cameras`` it covers all cameras together and the batches (size, inference);
+        :meth:`camera_reports` has one per camera.
+        """
         values = self._values
-        subscribers = sum(pub.get_subscription_count() for pub in self._outputs.values())
-        extra = {
-            'image topic': self.resolve_topic_name(self._image_topic or 'image'),
+        subscribers = sum(pub.get_subscription_count() for stream in self._streams
+                          for pub in stream.outputs.values())
+        first = self._streams[0]
+        extra: dict[str, Any] = {}
+        if self._multi:
+            size, inference = self._batch_size.summary(), self._batch_inference_ms.summary()
+            extra.update({
+                'cameras': ', '.join(self._by_name),
+                'batch rounds': self._rounds,
+                'batch size mean': f"{size['mean']:.2f}" if size else 'n/a',
+                'batch size last': f"{size['last']:.0f}" if size else 'n/a',
+                'batch inference mean (ms)': f"{inference['mean']:.1f}" if inference else 'n/a',
+                'batch inference max (ms)': f"{inference['max']:.1f}" if inference else 'n/a',
+            })
+        else:
+            extra['image topic'] = self.resolve_topic_name(first.image_topic or 'image')
+        extra.update({
             'sync policy': values['sync_policy'],
-            'images waiting for partners': self._sync.pending,
+            'images waiting for partners': sum(s.sync.pending for s in self._streams),
             'frames without sparse depth': self._frames_without_sparse,
             'output subscribers': subscribers,
             'qos incompatible events': sum(self._qos_events.values()),
             'scale_source': values['scale_source'],
-        }
+        })
         if self._configure_error and self._state == 'unconfigured':
             extra['configure error'] = self._configure_error
-        return self.diagnostics.report(state=self._state, errors=self._reporter.snapshot(),
+        return self.diagnostics.report(state=self._state, errors=self.error_counts,
                                        backend_info=self._backend_info, extra=extra,
-                                       subscribers=subscribers if self._outputs else None)
+                                       subscribers=subscribers if first.outputs else None)
+
+    def camera_reports(self) -> dict[str, Any]:
+        """Return one diagnostics report per camera; empty for the single-camera node.
+
+        Each :class:`~depth_node.diagnostics.DiagnosticsReport` has that camera's rates,
+        latency, stale drops, scale and errors.
+        """
+        if not self._multi:
+            return {}
+        reports = {}
+        for stream in self._streams:
+            subscribers = sum(pub.get_subscription_count() for pub in stream.outputs.values())
+            extra = {
+                'camera': stream.name,
+                'image topic': self.resolve_topic_name(stream.image_topic or
+                                                       stream.topics.image_topic),
+                'camera_info topic': self.resolve_topic_name(stream.topics.camera_info_topic),
+                'output namespace': self.resolve_topic_name(stream.topics.output('')
+                                                            .rstrip('/') or '~'),
+                'images waiting for partners': stream.sync.pending,
+                'frames without sparse depth': stream.frames_without_sparse,
+                'output subscribers': subscribers,
+            }
+            reports[stream.name] = stream.diagnostics.report(
+                state=self._state, errors=stream.reporter.snapshot(), extra=extra,
+                subscribers=subscribers if stream.outputs else None)
+        return reports
 
     def publish_diagnostics(self) -> None:
         """Publish one diagnostic_msgs/DiagnosticArray on /diagnostics."""
@@ -620,8 +827,15 @@ class DepthNode(LifecycleNode):
                 message=report.message,
                 hardware_id=self._backend_info.get('device', 'none'),
                 values=[KeyValue(key=k, value=v) for k, v in report.values])
+            statuses = [status]
+            for camera, camera_report in self.camera_reports().items():
+                statuses.append(DiagnosticStatus(
+                    level=levels[camera_report.level],
+                    name=f'{self.get_name()}: camera {camera}', message=camera_report.message,
+                    hardware_id=self._backend_info.get('device', 'none'),
+                    values=[KeyValue(key=k, value=v) for k, v in camera_report.values]))
             msg = DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
-                                  status=[status])
+                                  status=statuses)
             self._diag_pub.publish(msg)
         except Exception as exc:  # noqa: BLE001 - diagnostics must never take the node down
             self.get_logger().error(f'publishing diagnostics failed: {exc}',

@@ -31,6 +31,7 @@ class ParameterSpec:
     read_only: bool = False
     node_only: bool = False      # meaningful only for the live node (QoS, sync, lifecycle)
     card_field: bool = False     # overrides the model card field of the same name
+    array_of: str = 'double'     # the item type of a list parameter: double or string
 
     @property
     def type_name(self) -> str:
@@ -42,7 +43,7 @@ class ParameterSpec:
         if isinstance(self.default, float):
             return 'double'
         if isinstance(self.default, list):
-            return 'double[]'
+            return f'{self.array_of}[]'
         return 'string'
 
     @property
@@ -196,6 +197,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        'may still arrive (a LiDAR projection often comes after its image), seconds; then it '
        'goes on with the best partner received (without sparse depth the last scale is held).',
        _ROS, min_value=0.0, max_value=5.0, node_only=True),
+    _p('cameras', [], 'Several cameras through one node and one batched model: their names '
+       '(e.g. [front, back]); each has <name>.image_topic, <name>.camera_info_topic, '
+       '<name>.sparse_depth_topic and <name>.output_namespace (defaults <name>/image, '
+       '<name>/camera_info, <name>/sparse_depth, <name>). Empty = one camera on image and '
+       'camera_info.', _ROS, read_only=True, node_only=True, array_of='string'),
+    _p('batch_max_wait', 0.01, "cameras: longest a round waits, after the first camera's "
+       'frame, for the other cameras to fill the batch, seconds; a camera without a frame by '
+       'then is left out of that round.', _ROS, min_value=0.0, max_value=1.0, node_only=True),
     _p('autostart', True, 'Configure and activate the lifecycle node at start-up.', _ROS,
        read_only=True, node_only=True),
     _p('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', _ROS,
@@ -206,6 +215,55 @@ BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
 
 #: the metric layer's parameters (a change restarts the per-camera scale state)
 METRIC_PARAMETERS = frozenset(spec.name for spec in PARAMETERS if spec.group == _METRIC)
+
+
+#: per-camera parameters of ``cameras`` (declared as ``<camera>.<name>``) and their defaults
+#: (``{camera}`` is replaced by the camera's name)
+CAMERA_PARAMETERS: dict[str, tuple[str, str]] = {
+    'image_topic': ('{camera}/image', 'image topic (input_transport compressed: '
+                    '<image_topic>/compressed)'),
+    'camera_info_topic': ('{camera}/camera_info', 'camera_info topic'),
+    'sparse_depth_topic': ('{camera}/sparse_depth', 'sparse depth topic (scale_source '
+                           'sparse_depth)'),
+    'output_namespace': ('{camera}', 'namespace of the outputs: <output_namespace>/depth/image, '
+                         '<output_namespace>/points, ...'),
+}
+
+
+@dataclass(frozen=True)
+class CameraTopics:
+    """One camera of the node: its name, input topics and output namespace (relative names)."""
+
+    name: str
+    image_topic: str = 'image'
+    camera_info_topic: str = 'camera_info'
+    sparse_depth_topic: str = 'sparse_depth'
+    output_namespace: str = ''
+
+    def output(self, suffix: str) -> str:
+        """Return the topic of output ``suffix`` (``depth/image``) in this camera's namespace."""
+        return f'{self.output_namespace.rstrip("/")}/{suffix}' if self.output_namespace \
+            else suffix
+
+
+def camera_defaults(camera: str) -> dict[str, str]:
+    """Return the per-camera parameters of ``camera`` with their defaults (unprefixed names)."""
+    return {name: default.format(camera=camera)
+            for name, (default, _) in CAMERA_PARAMETERS.items()}
+
+
+def validate_cameras(names: Iterable[str]) -> list[str]:
+    """Reasons the ``cameras`` list is unusable (names must be unique ROS name tokens)."""
+    import re
+    reasons, seen = [], set()
+    for name in names:
+        if not isinstance(name, str) or not re.fullmatch(r'[A-Za-z][A-Za-z0-9_]*', name):
+            reasons.append(f'cameras: {name!r} is not a valid camera name (letters, digits and '
+                           'underscores, starting with a letter)')
+        elif name in seen:
+            reasons.append(f'cameras: {name!r} is listed twice')
+        seen.add(name)
+    return reasons
 
 
 def defaults() -> dict[str, Any]:
@@ -222,6 +280,10 @@ def validate(name: str, value: Any) -> str | None:
     expected = type(spec.default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if expected is list and spec.array_of == 'string':
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            return f'{name} must be a list of strings, got {value!r}'
+        return '; '.join(validate_cameras(value) if name == 'cameras' else []) or None
     if expected is list:
         if not isinstance(value, (list, tuple)):
             return f'{name} must be a list of numbers, got {value!r}'
@@ -318,6 +380,9 @@ def model_options(values: Mapping[str, Any], log: Any = print) -> dict[str, Any]
         options['engine_cache_dir'] = values['engine_file_path']
     if values['card_file_path']:
         options['card_path'] = values['card_file_path']
+    if values.get('cameras'):
+        # a TensorRT engine of an ONNX file with a batch axis takes one frame per camera
+        options['max_batch'] = len(values['cameras'])
     return options
 
 

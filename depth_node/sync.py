@@ -34,7 +34,7 @@ slower than the camera.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 import threading
 import time
@@ -328,16 +328,44 @@ class FrameSync:
             f'{why}){seen}.', hint)
 
 
-class LatestSlot:
+class _HandOver:
+    """What the worker hand-overs share: a condition, and closing to stop the worker."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def _discard(self) -> None:
+        """Drop the pending items (called with the condition held)."""
+
+    def close(self) -> None:
+        """Wake the worker and refuse further items; pending items are discarded."""
+        with self._cond:
+            self._closed = True
+            self._discard()
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        """Accept items again after :meth:`close`."""
+        with self._cond:
+            self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        with self._cond:
+            return self._closed
+
+
+class LatestSlot(_HandOver):
     """A one-element hand-over from the callbacks to the worker that keeps only the newest.
 
     :param on_drop: called with each frame replaced before the worker took it.
     """
 
     def __init__(self, on_drop: Callable[[Any], None] | None = None) -> None:
-        self._cond = threading.Condition()
+        super().__init__()
         self._item: Any | None = None
-        self._closed = False
         self._on_drop = on_drop
         self.dropped = 0
         self.accepted = 0
@@ -365,20 +393,70 @@ class LatestSlot:
             item, self._item = self._item, None
             return None if self._closed else item
 
-    def close(self) -> None:
-        """Wake the worker and refuse further items; a pending item is discarded."""
+    def _discard(self) -> None:
+        self._item = None
+
+
+class RoundSlots(_HandOver):
+    """Latest-frame slots of several cameras, taken by the worker in rounds (one batch each).
+
+    Each camera keeps only its newest unprocessed item (a replaced one is dropped and counted,
+    as in :class:`LatestSlot`). :meth:`take_round` waits for the first item of any camera, then
+    at most ``max_wait_s`` for the cameras that have none yet, and returns every camera's item:
+    a camera without a new frame (stopped, slower) never holds the others back longer than
+    that.
+
+    :param names: the cameras, in the order rounds list them.
+    :param on_drop: called with ``(camera, item)`` for each item replaced before it was taken.
+    """
+
+    def __init__(self, names: Iterable[str],
+                 on_drop: Callable[[str, Any], None] | None = None) -> None:
+        super().__init__()
+        self.names = tuple(names)
+        self._items: dict[str, Any] = {}
+        self._first: float | None = None
+        self._on_drop = on_drop
+        self.dropped = 0
+
+    def put(self, name: str, item: Any) -> bool:
+        """Offer camera ``name``'s newest item; True when it replaced an unprocessed one."""
         with self._cond:
-            self._closed = True
-            self._item = None
+            if self._closed:
+                return False
+            stale = self._items.get(name)
+            self._items[name] = item
+            if self._first is None:
+                self._first = time.monotonic()
+            if stale is not None:
+                self.dropped += 1
             self._cond.notify_all()
+        if stale is not None and self._on_drop is not None:
+            self._on_drop(name, stale)
+        return stale is not None
 
-    def reopen(self) -> None:
-        """Accept items again after :meth:`close`."""
-        with self._cond:
-            self._closed = False
+    def take_round(self, max_wait_s: float = 0.0, timeout: float | None = None
+                   ) -> dict[str, Any]:
+        """Wait for a round and remove its items: ``{camera: item}`` in camera order.
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
+        Empty on ``timeout`` (no item at all) or when closed.
+        """
         with self._cond:
-            return self._closed
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            if self._closed or not self._items:
+                return {}
+            deadline = (self._first or time.monotonic()) + max(0.0, max_wait_s)
+            while not self._closed and len(self._items) < len(self.names):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            if self._closed:
+                return {}
+            items, self._items, self._first = self._items, {}, None
+        return {name: items[name] for name in self.names if name in items}
+
+    def _discard(self) -> None:
+        self._items = {}
+        self._first = None

@@ -256,3 +256,32 @@ def test_camera_info_later_than_the_wait_still_pairs():
     assert sync.expire(now_ns=500 * MS).frames == [] and sync.pending == 1   # still waiting
     out = sync.add_camera_info(msg(T0, 'i0'))
     assert [f.image.name for f in out.frames] == ['f0'] and out.errors == []
+
+
+# -- rounds of several cameras (issue 13) ---------------------------------------------------
+def test_round_slots_take_the_newest_of_each_camera_and_count_drops():
+    import threading
+    import time
+
+    from depth_node.sync import RoundSlots
+    dropped = []
+    slots = RoundSlots(['a', 'b', 'c'], on_drop=lambda name, item: dropped.append((name, item)))
+    slots.put('b', 1)
+    slots.put('a', 2)
+    assert slots.put('b', 3) is True and dropped == [('b', 1)]
+    t0 = time.monotonic()
+    assert slots.take_round(max_wait_s=0.2, timeout=1.0) == {'a': 2, 'b': 3}   # c: none
+    assert 0.15 <= time.monotonic() - t0 < 2.0            # waited for c, but only that long
+    assert slots.take_round(0.0, timeout=0.05) == {}      # nothing left
+    # a round closes as soon as every camera has a frame
+    timer = threading.Timer(0.05, lambda: [slots.put(n, n) for n in 'cab'])
+    timer.start()
+    t0 = time.monotonic()
+    assert list(slots.take_round(max_wait_s=5.0, timeout=2.0)) == ['a', 'b', 'c']
+    assert time.monotonic() - t0 < 2.0
+    slots.put('a', 9)
+    slots.close()
+    assert slots.take_round(1.0, timeout=0.01) == {} and slots.put('a', 1) is False
+    slots.reopen()
+    slots.put('c', 1)
+    assert slots.take_round(0.0, timeout=0.01) == {'c': 1} and slots.dropped == 1
