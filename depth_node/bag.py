@@ -136,7 +136,7 @@ def build_pipeline(options: Options, log: Callable[[str], None] = log_stderr) ->
     config = PipelineConfig.from_values(values)
     model = None
     if not options.depth_topic:
-        from depth_node.models.runner import open_model
+        from depth_node.runner import open_model
         model = open_model(values['model_file_path'], overrides=parameters.card_overrides(values),
                            **parameters.model_options(values, log))
     return DepthPipeline(model, config, log=log)

@@ -330,12 +330,12 @@ def check_inputs(options: Options, kind: str) -> None:
         raise DepthNodeError('--sparse-depth-dir applies to image folders and videos.',
                              'For a bag give --sparse-depth-topic TOPIC.')
     if options.camera_info_file is not None and options.camera_model is None:
-        from depth_node.camera import CameraModel
-        camera = CameraModel.from_file(options.camera_info_file)  # DepthNodeError if bad
+        from depth_node.calibration import load_calibration
+        camera = load_calibration(options.camera_info_file)  # DepthNodeError if bad
         options.camera_frame_id = camera.frame_id
         if not camera.frame_id:
-            camera = CameraModel.from_file(options.camera_info_file,
-                                           frame_id=str(options.camera_info_file))
+            camera = load_calibration(options.camera_info_file,
+                                      frame_id=str(options.camera_info_file))
         options.camera_model = camera
 
 

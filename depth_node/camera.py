@@ -1,4 +1,4 @@
-"""Camera geometry from ``sensor_msgs/CameraInfo`` or a calibration file.
+"""The camera model: geometry of one camera stream, from ``sensor_msgs/CameraInfo``.
 
 :class:`CameraModel` holds K, D, R, P, the distortion model, binning and ROI of one camera
 stream, gives the effective pinhole intrinsics of the images the stream carries, scales them to
@@ -28,62 +28,29 @@ Conventions (all documented choices in one place):
   ``0.5 * s - 0.5`` plus any pad (positive) or crop (negative); :meth:`CameraModel.resized`
   uses it, so ``cx' = (cx + 0.5) * sx - 0.5``. image_proc's resize uses ``cx' = cx * sx``,
   which is off by ``(sx - 1) / 2`` px: a quarter to half a pixel for a 2x change.
-* **Distortion models**: ``plumb_bob`` (k1 k2 p1 p2 [k3]; 4 coefficients are accepted with
-  k3 = 0, as OpenCV does), ``rational_polynomial`` (k1 k2 p1 p2 k3 k4 k5 k6), ``equidistant``
-  (fisheye k1..k4, OpenCV's ``cv2.fisheye`` model) and ``none``. Coefficients beyond a model's
-  count are accepted only when they are zero (Isaac ROS writes 5 equidistant values, the last
-  0); a non-zero extra is an error rather than silently ignored. ``''``, an empty D, or an
-  all-zero D with ``plumb_bob``/``rational_polynomial`` mean ``none``. An all-zero D with
-  ``equidistant`` is *not* ``none``: that is the ideal equidistant fisheye ``r = f * theta``.
-  The skew term ``K[0, 1]`` is ignored, as OpenCV's projection and image_geometry do.
-* **Valid field of view** of the ray table: a pixel gets a ray only where the distortion model
-  can be inverted uniquely, i.e. where the forward radial mapping is strictly increasing from
-  the image centre out to that pixel's undistorted radius (``r_u <= tan(89 deg)`` for
-  ``plumb_bob``/``rational_polynomial``; ``theta < 90 deg`` for ``equidistant``), and the
-  inversion converged to better than :data:`RAY_TOLERANCE_PX`. Everything else is NaN.
+* **Distortion models** and the **valid field of view** of the ray table: see
+  :mod:`depth_node.distortion`. Calibration files are read by
+  :func:`depth_node.calibration.load_calibration`.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 import functools
-import json
 import math
-from pathlib import Path
-import threading
 from typing import Any
 
+from depth_node import distortion
+from depth_node.distortion import DISTORTION_MODELS  # noqa: F401 (the camera's vocabulary)
 from depth_node.errors import (
     CameraInfoError,
-    DepthNodeError,
     SizeMismatchError,
     UncalibratedCameraError,
 )
 import numpy as np
 
-DISTORTION_MODELS = ('plumb_bob', 'rational_polynomial', 'equidistant', 'none')
-
-#: (minimum, canonical) number of D coefficients per model; more are accepted only if zero.
-_D_COUNTS = {'plumb_bob': (4, 5), 'rational_polynomial': (8, 8), 'equidistant': (4, 4)}
-
 #: Relative aspect-ratio difference :meth:`CameraModel.matched_to_image` accepts as "same".
 ASPECT_TOLERANCE = 0.01
-
-#: A ray-table entry whose forward projection misses its pixel centre by more than this is NaN.
-RAY_TOLERANCE_PX = 1e-5
-
-#: Largest undistorted radius x/z (tan 89 deg) searched for plumb_bob / rational_polynomial.
-_MAX_PINHOLE_RADIUS = math.tan(math.radians(89.0))
-
-#: How many ray tables are kept (one per distinct camera key), least recently used dropped.
-RAY_CACHE_SIZE = 8
-
-_RAY_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_RAY_LOCK = threading.Lock()
-
-_MODEL_HINT = ('Set distortion_model to one of plumb_bob (5 coefficients), rational_polynomial '
-               '(8), equidistant (4), or leave it empty for an undistorted camera.')
 
 
 def _err(message: str, hint: str) -> CameraInfoError:
@@ -106,41 +73,12 @@ def _as_matrix(values: Any, shape: tuple[int, int], name: str) -> np.ndarray:
     return arr
 
 
-def _normalise_model(model: str, D: np.ndarray) -> str:
-    name = (model or '').strip().lower()
-    if name in ('', 'none'):
-        if D.size and np.any(D != 0):
-            raise _err(f'distortion_model is {model!r} but D has non-zero values {D.tolist()}.',
-                       _MODEL_HINT)
-        return 'none'
-    if name not in _D_COUNTS:
-        raise _err(f'unknown distortion model {model!r}.', _MODEL_HINT)
-    low, canonical = _D_COUNTS[name]
-    if D.size == 0 and name != 'equidistant':
-        return 'none'
-    if D.size < low or np.any(D[canonical:] != 0):
-        _raise_d_length(name, D)
-    if name != 'equidistant' and not np.any(D != 0):
-        return 'none'
-    return name
-
-
-def _raise_d_length(name: str, D: np.ndarray) -> None:
-    low, canonical = _D_COUNTS[name]
-    count = f'{low} or {canonical}' if low != canonical else f'{canonical}'
-    hint = f'Give {count} coefficients for {name} (extra trailing values must be 0).'
-    if name == 'plumb_bob' and D.size >= 8:
-        hint += ' Non-zero k4..k6 mean the model is rational_polynomial.'
-    raise _err(f'distortion model {name} needs {count} D coefficients, got {D.size}: '
-               f'{D.tolist()}.', hint)
-
-
 @dataclass(frozen=True, eq=False)
 class CameraModel:
     """Geometry of one camera stream (see the module docstring for every convention).
 
-    Build it with :meth:`from_camera_info`, :meth:`from_file` (:meth:`from_yaml`,
-    :meth:`from_json`) or :meth:`from_dict`; the constructor validates and raises
+    Build it with :meth:`from_camera_info` or
+    :func:`depth_node.calibration.load_calibration`; the constructor validates and raises
     :class:`~depth_node.errors.CameraInfoError` or
     :class:`~depth_node.errors.UncalibratedCameraError` (all-zero K). Instances are immutable;
     compare them with :attr:`key`.
@@ -158,12 +96,12 @@ class CameraModel:
     roi: tuple[int, int, int, int, bool] = (0, 0, 0, 0, False)
     frame_id: str = ''
     rectified: bool = False
-    _eff: dict = field(init=False, repr=False, compare=False, default_factory=dict)
+    _stream: dict = field(init=False, repr=False, compare=False, default_factory=dict)
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self) -> None:
         """Normalise the fields and validate them."""
-        put = object.__setattr__
+        set_field = object.__setattr__
         try:
             width, height = int(self.width), int(self.height)
             bx, by = int(self.binning_x or 1), int(self.binning_y or 1)
@@ -201,7 +139,7 @@ class CameraModel:
                        f'fy={P[1, 1]}.',
                        'Give a camera_info with a valid P, or treat the image as raw '
                        '(image_is_rectified: false).')
-        model = _normalise_model(str(self.distortion_model or ''), D)
+        model = distortion.normalise_model(str(self.distortion_model or ''), D)
         x0, y0, rw, rh, do_rect = roi
         if (x0, y0, rw, rh) == (0, 0, 0, 0):
             rw, rh = width, height
@@ -212,18 +150,18 @@ class CameraModel:
         if rw // bx <= 0 or rh // by <= 0:
             raise _err(f'roi {rw}x{rh} with binning {bx}x{by} leaves no pixels.',
                        'Fix binning_x/binning_y.')
-        put(self, 'width', width)
-        put(self, 'height', height)
-        put(self, 'binning_x', bx)
-        put(self, 'binning_y', by)
-        put(self, 'roi', roi)
-        put(self, 'K', K)
-        put(self, 'D', D)
-        put(self, 'R', R)
-        put(self, 'P', P)
-        put(self, 'distortion_model', model)
-        put(self, 'frame_id', str(self.frame_id or ''))
-        put(self, 'rectified', bool(self.rectified))
+        set_field(self, 'width', width)
+        set_field(self, 'height', height)
+        set_field(self, 'binning_x', bx)
+        set_field(self, 'binning_y', by)
+        set_field(self, 'roi', roi)
+        set_field(self, 'K', K)
+        set_field(self, 'D', D)
+        set_field(self, 'R', R)
+        set_field(self, 'P', P)
+        set_field(self, 'distortion_model', model)
+        set_field(self, 'frame_id', str(self.frame_id or ''))
+        set_field(self, 'rectified', bool(self.rectified))
         # effective (binned, ROI-shifted) raw K and P of the image stream, like image_geometry
         k_eff = K.copy()
         p_eff = P.copy()
@@ -233,7 +171,7 @@ class CameraModel:
             m[0, :] /= bx
             m[1, :] /= by
         k_eff[0, 1] = 0.0
-        put(self, '_eff', {'K': k_eff, 'P': p_eff, 'size': (rw // bx, rh // by)})
+        set_field(self, '_stream', {'K': k_eff, 'P': p_eff, 'size': (rw // bx, rh // by)})
 
     @classmethod
     def from_camera_info(cls, msg: Any, rectified: bool = False) -> CameraModel:
@@ -263,158 +201,24 @@ class CameraModel:
         return cls(width=get('width', default=0), height=get('height', default=0),
                    K=np.asarray(k, dtype=np.float64), D=np.asarray(d, dtype=np.float64),
                    R=np.eye(3) if r is None else np.asarray(r, dtype=np.float64),
-                   P=np.asarray(p, dtype=np.float64) if p is not None else _default_p(k),
+                   P=np.asarray(p, dtype=np.float64) if p is not None else default_projection(k),
                    distortion_model=get('distortion_model', default=''),
                    binning_x=get('binning_x', default=1), binning_y=get('binning_y', default=1),
                    roi=roi_t, frame_id=frame_id, rectified=rectified)
-
-    @classmethod
-    def from_dict(cls, data: dict, frame_id: str | None = None,
-                  rectified: bool = False) -> CameraModel:
-        """Model from a parsed calibration (camera_calibration_parsers YAML, Isaac JSON, echo).
-
-        Matrices may be ``{rows, cols, data}`` mappings or flat lists; keys may be
-        ``camera_matrix``/``K``/``k``, ``distortion_coefficients``/``D``/``d``,
-        ``rectification_matrix``/``R``/``r`` (missing: identity), ``projection_matrix``/``P``/
-        ``p`` (missing: ``[K | 0]``), ``image_width``/``width``, ``image_height``/``height``.
-        A missing ``distortion_model`` with coefficients means plumb_bob (as
-        camera_calibration_parsers assumes) or rational_polynomial for 8 of them.
-
-        :param data: the parsed mapping.
-        :param frame_id: the frame to use (default: ``header.frame_id`` of the data, else '').
-        :param rectified: the image stream is rectified (use P, no distortion).
-        """
-        if not isinstance(data, dict):
-            raise _err(f'calibration is a {type(data).__name__}, not a mapping.',
-                       'Give a camera_calibration_parsers YAML or a CameraInfo JSON file.')
-
-        def pick(*names: str) -> Any:
-            for name in names:
-                if name in data and data[name] is not None:
-                    return data[name]
-            return None
-
-        def matrix(value: Any, name: str) -> Any:
-            if isinstance(value, dict):
-                if 'data' not in value:
-                    raise _err(f'calibration {name} has no data list.',
-                               f'Write {name} as {{rows: R, cols: C, data: [...]}}.')
-                values = list(value['data'])
-                rows, cols = value.get('rows'), value.get('cols')
-                if rows is not None and cols is not None and int(rows) * int(cols) != len(
-                        values):
-                    raise _err(f'calibration {name} says {rows}x{cols} but has '
-                               f'{len(values)} values.', f'Fix {name} in the file.')
-                return values
-            return value
-
-        k = matrix(pick('camera_matrix', 'K', 'k'), 'camera_matrix')
-        if k is None:
-            raise _err('calibration has no camera_matrix / K.',
-                       'Give a camera_calibration_parsers YAML (camera_matrix, '
-                       'distortion_coefficients, ...) or a CameraInfo JSON with K.')
-        d = matrix(pick('distortion_coefficients', 'D', 'd'), 'distortion_coefficients')
-        d = [] if d is None else d
-        r = matrix(pick('rectification_matrix', 'R', 'r'), 'rectification_matrix')
-        p = matrix(pick('projection_matrix', 'P', 'p'), 'projection_matrix')
-        model = pick('distortion_model', 'camera_model')
-        if model is None:
-            n_d = len(np.asarray(d, dtype=np.float64).reshape(-1))
-            model = '' if n_d == 0 else ('rational_polynomial' if n_d == 8 else 'plumb_bob')
-        header = data.get('header') or {}
-        roi = data.get('roi') or {}
-        if frame_id is None:
-            frame_id = header.get('frame_id', '') if isinstance(header, dict) else ''
-        width = pick('image_width', 'width')
-        height = pick('image_height', 'height')
-        if width is None or height is None:
-            raise _err('calibration has no image_width/image_height.',
-                       'Add the calibrated image size (image_width, image_height).')
-        return cls(width=width, height=height, K=k, D=d,
-                   R=np.eye(3) if r is None else r,
-                   P=_default_p(k) if p is None else p,
-                   distortion_model=model,
-                   binning_x=pick('binning_x') or 1, binning_y=pick('binning_y') or 1,
-                   roi=(int(roi.get('x_offset', 0)), int(roi.get('y_offset', 0)),
-                        int(roi.get('width', 0)), int(roi.get('height', 0)),
-                        bool(roi.get('do_rectify', False))),
-                   frame_id=frame_id, rectified=rectified)
-
-    @classmethod
-    def from_yaml(cls, path_or_text: str | Path, frame_id: str | None = None,
-                  rectified: bool = False) -> CameraModel:
-        """Model from a camera_calibration_parsers YAML file (path) or YAML text.
-
-        :param path_or_text: a file path, or the YAML text itself (if it contains a newline).
-        :param frame_id: the frame to use (calibration files carry none; default '').
-        :param rectified: the image stream is rectified.
-        """
-        import yaml
-
-        if isinstance(path_or_text, Path) or '\n' not in str(path_or_text):
-            return cls.from_file(path_or_text, frame_id=frame_id, rectified=rectified)
-        try:
-            data = yaml.safe_load(str(path_or_text))
-        except yaml.YAMLError as exc:
-            raise _err(f'calibration YAML does not parse: {exc}.',
-                       'Fix the YAML syntax.') from exc
-        return cls.from_dict(data, frame_id=frame_id, rectified=rectified)
-
-    @classmethod
-    def from_json(cls, path: str | Path, frame_id: str | None = None,
-                  rectified: bool = False) -> CameraModel:
-        """Model from a CameraInfo JSON file (Isaac ROS layout: K, D, R, P, width, height).
-
-        :param path: the file.
-        :param frame_id: override of the file's ``header.frame_id``.
-        :param rectified: the image stream is rectified.
-        """
-        return cls.from_file(path, frame_id=frame_id, rectified=rectified)
-
-    @classmethod
-    def from_file(cls, path: str | Path, frame_id: str | None = None,
-                  rectified: bool = False) -> CameraModel:
-        """Model from a calibration file: ``.json`` as JSON, anything else as YAML.
-
-        Errors name the file. :param path: the file. :param frame_id: the frame to use
-        (default: the file's ``header.frame_id`` if any, else ''). :param rectified: the image
-        stream is rectified.
-        """
-        import yaml
-
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise _err(f'cannot read calibration file {str(path)!r}: {exc.strerror}.',
-                       'Check the path (absolute, or relative to the working directory).'
-                       ) from exc
-        try:
-            if path.suffix.lower() == '.json':
-                data = json.loads(text)
-            else:
-                data = yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise _err(f'calibration file {str(path)!r} does not parse: {exc}.',
-                       'Fix the file syntax.') from exc
-        try:
-            return cls.from_dict(data, frame_id=frame_id, rectified=rectified)
-        except DepthNodeError as exc:
-            raise type(exc)(f'{path}: {exc.message}', exc.hint) from exc
 
     # ------------------------------------------------------------------ effective geometry
     @property
     def image_width(self) -> int:
         """Width of the stream's images: ROI width // binning_x (= width when neither)."""
-        return self._eff['size'][0]
+        return self._stream['size'][0]
 
     @property
     def image_height(self) -> int:
         """Height of the stream's images: ROI height // binning_y (= height when neither)."""
-        return self._eff['size'][1]
+        return self._stream['size'][1]
 
     def _pinhole(self) -> np.ndarray:
-        return self._eff['P'] if self.rectified else self._eff['K']
+        return self._stream['P'] if self.rectified else self._stream['K']
 
     @property
     def fx(self) -> float:
@@ -459,12 +263,7 @@ class CameraModel:
 
     def _coeffs(self) -> np.ndarray:
         """Distortion coefficients padded to the model's full count (plumb_bob -> 8)."""
-        if self.distortion_model == 'equidistant':
-            return self.D[:4].copy()  # validated: at least 4, extras zero
-        out = np.zeros(8)
-        n = min(8, self.D.size)
-        out[:n] = self.D[:n]
-        return out
+        return distortion.coefficients(self.distortion_model, self.D)
 
     def __repr__(self) -> str:
         """Short summary: size, model, effective intrinsics."""
@@ -496,8 +295,8 @@ class CameraModel:
         if not (math.isfinite(offset_x) and math.isfinite(offset_y)):
             raise _err(f'camera offset must be finite, got {offset_x}, {offset_y}.',
                        'Check the preprocessing transform.')
-        k = self._eff['K'].copy()
-        p = self._eff['P'].copy()
+        k = self._stream['K'].copy()
+        p = self._stream['P'].copy()
         for m in (k, p):
             m[0, 2] = m[0, 2] * sx + offset_x
             m[1, 2] = m[1, 2] * sy + offset_y
@@ -553,53 +352,14 @@ class CameraModel:
         """Per-pixel rays ``(x/z, y/z, 1)`` of the stream's images, (H, W, 3) float32.
 
         Back-project with ``points = ray_table * depth_z[..., None]``. Distortion is inverted
-        for raw images; NaN outside the valid field of view (module docstring). The table is
-        computed once per :attr:`key`, cached (LRU of :data:`RAY_CACHE_SIZE`) and read-only.
+        for raw images; NaN outside the valid field of view (:mod:`depth_node.distortion`).
+        The table is computed once per :attr:`key`, cached
+        (:data:`~depth_node.distortion.RAY_CACHE_SIZE` tables) and read-only.
         """
-        key = self.key
-        with _RAY_LOCK:
-            table = _RAY_CACHE.get(key)
-            if table is not None:
-                _RAY_CACHE.move_to_end(key)
-                return table
-        table = self._compute_ray_table()
-        table.setflags(write=False)
-        with _RAY_LOCK:
-            _RAY_CACHE[key] = table
-            _RAY_CACHE.move_to_end(key)
-            while len(_RAY_CACHE) > RAY_CACHE_SIZE:
-                _RAY_CACHE.popitem(last=False)
-        return table
-
-    def _compute_ray_table(self) -> np.ndarray:
-        w, h = self.image_width, self.image_height
-        fx, fy, cx, cy = self.fx, self.fy, self.cx, self.cy
-        out = np.empty((h, w, 3), dtype=np.float32)
-        out[..., 2] = 1.0
-        xd = (np.arange(w, dtype=np.float64) - cx) / fx
-        yd = (np.arange(h, dtype=np.float64) - cy) / fy
-        if not self.has_distortion:
-            out[..., 0] = xd[None, :]
-            out[..., 1] = yd[:, None]
-            return out
-        fmin = min(fx, fy)
-        tol = RAY_TOLERANCE_PX / fmin
-        if self.distortion_model == 'equidistant':
-            solve = _FisheyeInverse(self._coeffs(), tol)
-        else:
-            solve = _RadTanInverse(self._coeffs(), tol)
-        rows = max(1, 65536 // max(w, 1))
-        for y0 in range(0, h, rows):
-            y1 = min(h, y0 + rows)
-            gx = np.broadcast_to(xd[None, :], (y1 - y0, w))
-            gy = np.broadcast_to(yd[y0:y1, None], (y1 - y0, w))
-            rx, ry = solve(gx, gy)
-            out[y0:y1, :, 0] = rx
-            out[y0:y1, :, 1] = ry
-            bad = ~np.isfinite(rx)
-            if bad.any():
-                out[y0:y1, :, 2][bad] = np.nan
-        return out
+        model = self.distortion_model if self.has_distortion else 'none'
+        return distortion.cached_ray_table(self.key, lambda: distortion.compute_ray_table(
+            self.image_width, self.image_height, (self.fx, self.fy, self.cx, self.cy), model,
+            self._coeffs()))
 
     def valid_fraction(self) -> float:
         """Fraction of the stream's pixels that have a ray (inside the valid field of view)."""
@@ -618,10 +378,7 @@ class CameraModel:
             x = np.where(z > 0, pts[:, 0] / z, np.nan)
             y = np.where(z > 0, pts[:, 1] / z, np.nan)
             if self.has_distortion:
-                if self.distortion_model == 'equidistant':
-                    x, y = _fisheye_forward(self._coeffs(), x, y)
-                else:
-                    x, y = _radtan_forward(self._coeffs(), x, y)[:2]
+                x, y = distortion.distort(self.distortion_model, self._coeffs(), x, y)
         return np.stack([x * self.fx + self.cx, y * self.fy + self.cy], axis=-1)
 
     # ------------------------------------------------------------------ messages
@@ -650,144 +407,9 @@ class CameraModel:
                                          do_rectify=do_rect))
 
 
-def _default_p(k: Any) -> np.ndarray:
+def default_projection(k: Any) -> np.ndarray:
     """``[K | 0]`` for files without a projection matrix."""
     kk = np.asarray(k, dtype=np.float64)
     if kk.size != 9:
         return np.zeros((3, 4))  # K's own validation reports the real problem
     return np.hstack([kk.reshape(3, 3), np.zeros((3, 1))])
-
-
-# ---------------------------------------------------------------------- distortion maths
-def _radtan_forward(c: np.ndarray, x: np.ndarray, y: np.ndarray,
-                    jacobian: bool = False) -> tuple[np.ndarray, ...]:
-    """Distort normalised (x, y) by OpenCV's rational/plumb_bob model, optionally with Jacobian."""
-    k1, k2, p1, p2, k3, k4, k5, k6 = (float(v) for v in c)
-    x2, y2, xy = x * x, y * y, x * y
-    r2 = x2 + y2
-    num = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
-    den = 1 + r2 * (k4 + r2 * (k5 + r2 * k6))
-    radial = num / den
-    xd = x * radial + 2 * p1 * xy + p2 * (r2 + 2 * x2)
-    yd = y * radial + p1 * (r2 + 2 * y2) + 2 * p2 * xy
-    if not jacobian:
-        return xd, yd
-    dnum = k1 + r2 * (2 * k2 + r2 * 3 * k3)
-    dden = k4 + r2 * (2 * k5 + r2 * 3 * k6)
-    drad = 2 * (dnum * den - num * dden) / (den * den)   # d radial / d r2, times 2
-    jxx = radial + x2 * drad + 2 * p1 * y + 6 * p2 * x
-    jyy = radial + y2 * drad + 6 * p1 * y + 2 * p2 * x
-    jxy = xy * drad + 2 * p1 * x + 2 * p2 * y           # d xd / d y == d yd / d x
-    return xd, yd, jxx, jxy, jyy
-
-
-def _fisheye_forward(c: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Distort normalised (x, y) with OpenCV's fisheye (ROS equidistant) model, z > 0."""
-    r = np.hypot(x, y)
-    theta = np.arctan(r)
-    t2 = theta * theta
-    k1, k2, k3, k4 = (float(v) for v in c)
-    theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
-    scale = np.divide(theta_d, r, out=np.ones_like(r), where=r > 1e-8)
-    return x * scale, y * scale
-
-
-def _monotonic_lut(samples: np.ndarray, forward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the leading strictly increasing part of ``forward(samples)`` (1-D inverse table)."""
-    step = np.diff(forward)
-    stop = np.flatnonzero(step <= 0)
-    end = int(stop[0]) if stop.size else samples.size - 1
-    # stop one sample before the first non-increasing step: the turning point lies in there
-    end = max(end, 1)
-    return forward[:end], samples[:end]
-
-
-class _RadTanInverse:
-    """Undistort normalised points for plumb_bob / rational_polynomial.
-
-    A 1-D table of the radial mapping gives the start (exact without tangential terms), two or
-    more 2-D Newton steps with the analytic Jacobian refine it against the forward model.
-    """
-
-    def __init__(self, coeffs: np.ndarray, tol: float) -> None:
-        self.c = coeffs
-        self.tol = tol
-        theta = np.linspace(0.0, math.atan(_MAX_PINHOLE_RADIUS), 8192)
-        r = np.tan(theta)
-        r2 = r * r
-        k1, k2, _, _, k3, k4, k5, k6 = (float(v) for v in coeffs)
-        rd = r * (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
-        den_ok = np.flatnonzero((1 + r2 * (k4 + r2 * (k5 + r2 * k6))) <= 0)
-        if den_ok.size:
-            rd = rd[:den_ok[0]]
-            r = r[:den_ok[0]]
-        self.rd_lut, self.r_lut = _monotonic_lut(r, rd)
-        self.r_max = float(self.r_lut[-1])
-
-    def __call__(self, xd: np.ndarray, yd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rd = np.hypot(xd, yd)
-        inside = rd <= self.rd_lut[-1]
-        r0 = np.interp(rd, self.rd_lut, self.r_lut)
-        s = np.divide(r0, rd, out=np.ones_like(rd), where=rd > 0)
-        x, y = xd * s, yd * s
-        stop = 1e-3 * self.tol
-        for _ in range(8):
-            fx_, fy_, jxx, jxy, jyy = _radtan_forward(self.c, x, y, jacobian=True)
-            ex, ey = fx_ - xd, fy_ - yd
-            if float(np.max(np.abs(ex) + np.abs(ey), where=inside, initial=0.0)) < stop:
-                break
-            det = jxx * jyy - jxy * jxy
-            with np.errstate(divide='ignore', invalid='ignore'):
-                x = x - (jyy * ex - jxy * ey) / det
-                y = y - (jxx * ey - jxy * ex) / det
-        else:
-            fx_, fy_, jxx, jxy, jyy = _radtan_forward(self.c, x, y, jacobian=True)
-            ex, ey = fx_ - xd, fy_ - yd
-        err = np.hypot(ex, ey)
-        ok = (inside & (err <= self.tol) & (np.hypot(x, y) <= self.r_max)
-              & (jxx * jyy - jxy * jxy > 0) & (jxx > 0) & (jyy > 0))
-        return np.where(ok, x, np.nan), np.where(ok, y, np.nan)
-
-
-class _FisheyeInverse:
-    """Undistort normalised points for the equidistant (OpenCV fisheye) model.
-
-    ``theta_d = theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8)`` is inverted
-    with a 1-D table and Newton steps; valid for ``theta < 90 deg`` on its increasing part.
-    """
-
-    def __init__(self, coeffs: np.ndarray, tol: float) -> None:
-        self.c = [float(v) for v in coeffs]
-        self.tol = tol
-        theta = np.linspace(0.0, math.pi / 2, 8192)
-        self.td_lut, self.t_lut = _monotonic_lut(theta, self._forward(theta))
-        self.t_max = float(self.t_lut[-1])
-
-    def _forward(self, t: np.ndarray) -> np.ndarray:
-        k1, k2, k3, k4 = self.c
-        t2 = t * t
-        return t * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
-
-    def _slope(self, t: np.ndarray) -> np.ndarray:
-        k1, k2, k3, k4 = self.c
-        t2 = t * t
-        return 1 + t2 * (3 * k1 + t2 * (5 * k2 + t2 * (7 * k3 + t2 * 9 * k4)))
-
-    def __call__(self, xd: np.ndarray, yd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        td = np.hypot(xd, yd)
-        inside = td <= self.td_lut[-1]
-        t = np.interp(td, self.td_lut, self.t_lut)
-        for _ in range(3):
-            t = t - (self._forward(t) - td) / self._slope(t)
-        err = np.abs(self._forward(t) - td)
-        ok = inside & (err <= self.tol) & (t < self.t_max) & (t >= 0) & (t < math.pi / 2)
-        with np.errstate(divide='ignore', invalid='ignore'):
-            s = np.where(td > 1e-12, np.tan(t) / td, 1.0)
-        s = np.where(ok, s, np.nan)
-        return xd * s, yd * s
-
-
-def clear_ray_cache() -> None:
-    """Forget every cached ray table (tests, or to free memory)."""
-    with _RAY_LOCK:
-        _RAY_CACHE.clear()

@@ -18,27 +18,14 @@ import sys
 from depth_node import __version__
 from depth_node.errors import DepthNodeError
 
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Show an option's default in its help only when it says something (not None/flags)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        help_text = action.help or ''
-        default = action.default
-        if ('%(default)' in help_text or default in (None, True, False, argparse.SUPPRESS)
-                or action.nargs == 0 or not action.option_strings):
-            return help_text
-        return help_text + ' (default: %(default)s)'
-
-
 # subcommand -> (module, one-line help); each module provides add_parser(subparsers)
 SUBCOMMANDS = {
     'bag': ('depth_node.bag', 'add depth images and point clouds to a recorded bag'),
-    'export': ('depth_node.models.export', 'export a depth network to ONNX with its card'),
-    'build-engine': ('depth_node.models.engine', 'build a TensorRT engine from an ONNX file'),
+    'export': ('depth_node.tools.export', 'export a depth network to ONNX with its card'),
+    'build-engine': ('depth_node.tools.build_engine', 'build a TensorRT engine from an ONNX file'),
     'evaluate': ('depth_node.evaluate', 'compare predicted depth with ground truth'),
-    'bench': ('depth_node.bench', 'measure per-stage timings'),
-    'check-gpu': ('depth_node.gpucheck', 'measure the GPU path (one JSON object)'),
+    'bench': ('depth_node.tools.bench', 'measure per-stage timings'),
+    'check-gpu': ('depth_node.tools.check_gpu', 'measure the GPU path (one JSON object)'),
 }
 
 

@@ -13,6 +13,7 @@ copy into ``array.array('B')`` for rclpy, none for rosbags).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 import os
 import sys
 import threading
@@ -23,6 +24,12 @@ from depth_node.device import is_torch, payload_array
 from depth_node.errors import ImageFormatError, SizeMismatchError
 from depth_node.messages import POINTFIELD_FLOAT32
 import numpy as np
+
+#: device ray tables kept (camera x device x decimation), least recently used dropped
+DEVICE_RAY_CACHE_SIZE = 16
+
+_RAYS: OrderedDict[tuple, tuple[np.ndarray, tuple]] = OrderedDict()
+_RAYS_LOCK = threading.Lock()
 
 _HOST_BIG_ENDIAN = sys.byteorder == 'big'
 
@@ -92,6 +99,37 @@ def ray_planes(rays: np.ndarray, decimation: int
     return planes
 
 
+def device_ray_planes(rays: np.ndarray, device: Any, decimation: int
+                      ) -> tuple[Any, Any, Any | None]:
+    """Return the (decimated) x/z, y/z (and z, unless all ones) ray planes on ``device``.
+
+    Uploaded once per ray table, device and decimation: camera ray tables are read-only and
+    cached per camera (:meth:`depth_node.camera.CameraModel.ray_table`), so each camera's
+    distortion-aware rays stay on the device; a writeable table is uploaded on every call.
+    """
+    import torch
+    key = (id(rays), str(device), int(decimation))
+    with _RAYS_LOCK:
+        hit = _RAYS.get(key)
+        if hit is not None and hit[0] is rays:
+            _RAYS.move_to_end(key)
+            return hit[1]
+    planes = tuple(None if p is None else torch.from_numpy(np.array(p)).to(device)
+                   for p in ray_planes(rays, decimation))
+    if not rays.flags.writeable:
+        with _RAYS_LOCK:
+            _RAYS[key] = (rays, planes)
+            while len(_RAYS) > DEVICE_RAY_CACHE_SIZE:
+                _RAYS.popitem(last=False)
+    return planes
+
+
+def clear_device_rays() -> None:
+    """Forget the device ray tables (tests, or to free device memory)."""
+    with _RAYS_LOCK:
+        _RAYS.clear()
+
+
 def _pack_rgb(rgb: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Pack ``(H, W, 3)`` uint8 RGB into ``out`` (H, W) uint32 as 0x00RRGGBB."""
     if _HOST_BIG_ENDIAN:
@@ -158,7 +196,8 @@ def depth_to_cloud(depth_m: np.ndarray, rays: np.ndarray, rgb: np.ndarray | None
     high = _HUGE if max_range is None else min(float(max_range), _HUGE)
     if on_device:
         from depth_node import device
-        points = device.cloud(depth, rays, rgb, decimation, *((low, high) if ranged else ()))
+        planes = device_ray_planes(rays, depth.device, decimation)
+        points = device.cloud(depth, planes, rgb, decimation, *((low, high) if ranged else ()))
         return device.to_host(points, out)
     if out is None:
         out = np.empty(shape + (channels,), np.float32)

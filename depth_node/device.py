@@ -7,26 +7,20 @@ tensor to the functions here, which compute on the tensor's device (CUDA, or the
 with the same float32 operations as the numpy code, so both give the same bytes. The only
 device-to-host copy of a published result goes straight into its message payload
 (:func:`payload_array`, :func:`to_host`). Ray tables go to the device once per camera and
-decimation (:func:`device_ray_planes`). torch is imported only when a tensor arrives.
+decimation (:func:`depth_node.clouds.device_ray_planes`). torch is imported only when a
+tensor arrives.
 """
 
 from __future__ import annotations
 
 import array
-from collections import OrderedDict
 import math
-import threading
 from typing import Any
 import warnings
 
 from depth_node.messages import numpy_byte_array, rclpy_byte_array
 import numpy as np
 
-#: device ray tables kept (camera x device x decimation), least recently used dropped
-DEVICE_RAY_CACHE_SIZE = 16
-
-_RAYS: OrderedDict[tuple, tuple[np.ndarray, tuple]] = OrderedDict()
-_RAYS_LOCK = threading.Lock()
 _LUTS: dict[tuple[str, str], Any] = {}
 
 
@@ -92,38 +86,6 @@ def to_host(tensor: Any, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def device_ray_planes(rays: np.ndarray, device: Any, decimation: int
-                      ) -> tuple[Any, Any, Any | None]:
-    """Return the (decimated) x/z, y/z (and z, unless all ones) ray planes on ``device``.
-
-    Uploaded once per ray table, device and decimation: camera ray tables are read-only and
-    cached per camera (:meth:`depth_node.camera.CameraModel.ray_table`), so each camera's
-    distortion-aware rays stay on the device; a writeable table is uploaded on every call.
-    """
-    from depth_node.clouds import ray_planes
-    import torch
-    key = (id(rays), str(device), int(decimation))
-    with _RAYS_LOCK:
-        hit = _RAYS.get(key)
-        if hit is not None and hit[0] is rays:
-            _RAYS.move_to_end(key)
-            return hit[1]
-    planes = tuple(None if p is None else torch.from_numpy(np.array(p)).to(device)
-                   for p in ray_planes(rays, decimation))
-    if not rays.flags.writeable:
-        with _RAYS_LOCK:
-            _RAYS[key] = (rays, planes)
-            while len(_RAYS) > DEVICE_RAY_CACHE_SIZE:
-                _RAYS.popitem(last=False)
-    return planes
-
-
-def clear_device_rays() -> None:
-    """Forget the device ray tables (tests, or to free device memory)."""
-    with _RAYS_LOCK:
-        _RAYS.clear()
-
-
 def _on_device(x: Any, device: Any) -> Any:
     """Return ``x`` (numpy or tensor) as a tensor on ``device`` (only read afterwards)."""
     import torch
@@ -134,10 +96,12 @@ def _on_device(x: Any, device: Any) -> Any:
         return torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True)
 
 
-def cloud(depth: Any, rays: np.ndarray, rgb: Any = None, decimation: int = 1,
+def cloud(depth: Any, ray_planes: tuple[Any, Any, Any], rgb: Any = None, decimation: int = 1,
           low: float | None = None, high: float | None = None) -> Any:
     """Build the organized cloud of :func:`depth_node.clouds.depth_to_cloud` on the device.
 
+    ``ray_planes`` are the decimated x/z, y/z (and z or None) planes on the depth's device
+    (:func:`depth_node.clouds.device_ray_planes`).
     Same float32 operations as the numpy path (bit-identical results). Arguments are
     checked by the caller; ``low``/``high`` are the inclusive valid range (None = finite and
     > 0).
@@ -152,7 +116,7 @@ def cloud(depth: Any, rays: np.ndarray, rgb: Any = None, decimation: int = 1,
         z = z * (z / z)                 # 0, +Inf, NaN -> NaN
     else:
         z = torch.where((sub >= low) & (sub <= high), sub, nan)
-    ray_x, ray_y, ray_z = device_ray_planes(rays, depth.device, decimation)
+    ray_x, ray_y, ray_z = ray_planes
     planes = [ray_x * z, ray_y * z, z if ray_z is None else ray_z * z]
     if rgb is not None:
         colour = _on_device(rgb, depth.device)[::decimation, ::decimation].to(torch.int32)

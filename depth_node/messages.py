@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from depth_node.errors import require
@@ -111,3 +112,18 @@ def stamp_ns(msg: Any) -> int:
     """Return a message's ``header.stamp`` in integer nanoseconds."""
     sec, nanosec = stamp_of(msg)
     return sec * 1_000_000_000 + nanosec
+
+
+class NamespaceMessage(SimpleNamespace):
+    """A stand-in message class: keyword construction and attribute fields, like rclpy's."""
+
+
+def rclpy_like_factory() -> MessageFactory:
+    """Return a factory with rclpy's payload representation (``array.array``) but no ROS import.
+
+    Building messages with it costs what a real rclpy node pays for the payload copy.
+    """
+    names = ('Header', 'Time', 'Image', 'CompressedImage', 'CameraInfo', 'RegionOfInterest',
+             'PointCloud2', 'PointField')
+    return MessageFactory(**dict.fromkeys(names, NamespaceMessage), byte_array=rclpy_byte_array,
+                          float64_array=rclpy_float64_array)

@@ -32,7 +32,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from depth_node import parameters
 from depth_node.diagnostics import NodeDiagnostics, RollingStat
@@ -46,6 +46,10 @@ from depth_node.messages import (
 )
 from depth_node.ratelimit import ErrorReporter
 from depth_node.sync import Frame, FrameSync, PairingRule, RoundSlots, SyncOutput
+
+if TYPE_CHECKING:   # imported when configuring (keeps `import depth_node.node` light)
+    from depth_node.pipeline import DepthPipeline
+    from depth_node.runner import DepthPredictor
 
 NOT_SOURCED = ('depth_node: ROS 2 is not sourced (rclpy not importable): source '
                '/opt/ros/<distro>/setup.bash, or use `depth-node bag` for offline processing')
@@ -163,8 +167,9 @@ def qos_profile(name: str, depth: int) -> Any:
     raise ValueError(f'unknown QoS {name!r}: use sensor_data, reliable or system_default')
 
 
-def _default_open_model(model_path: str, overrides: dict[str, Any], **options: Any) -> Any:
-    from depth_node.models.runner import open_model
+def _default_open_model(model_path: str, overrides: dict[str, Any],
+                        **options: Any) -> DepthPredictor:
+    from depth_node.runner import open_model
     return open_model(model_path, overrides, **options)
 
 
@@ -202,11 +207,12 @@ class DepthNode(LifecycleNode):
     _constructed = False
 
     def __init__(self, node_name: str = 'depth_node', *,
-                 model_opener: Callable[..., Any] | None = None, **kwargs: Any) -> None:
+                 model_opener: Callable[..., DepthPredictor] | None = None,
+                 **kwargs: Any) -> None:
         """Declare the parameters; with ``autostart`` configure and activate after spin starts.
 
         :param node_name: the node name.
-        :param model_opener: replaces ``depth_node.models.runner.open_model`` (tests).
+        :param model_opener: replaces ``depth_node.runner.open_model`` (tests).
         :param kwargs: passed to ``rclpy.lifecycle.LifecycleNode`` (namespace,
             parameter_overrides, cli_args, ...).
         """
@@ -245,8 +251,8 @@ class DepthNode(LifecycleNode):
         self._rounds = 0
         self._qos_events: Counter[str] = Counter()
         self._internal_seen: set[tuple[str, str]] = set()
-        self._model: Any | None = None
-        self._pipeline: Any | None = None
+        self._model: DepthPredictor | None = None
+        self._pipeline: DepthPipeline | None = None
         self._pending_config: tuple[Any, bool] | None = None
         self._backend_info: dict[str, str] = {}
         self._worker: threading.Thread | None = None

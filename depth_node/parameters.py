@@ -363,7 +363,7 @@ class ThreeFloats(argparse.Action):
 
 
 def model_options(values: Mapping[str, Any], log: Any = print) -> dict[str, Any]:
-    """Return the keyword arguments of ``models.runner.open_model`` from parameter values.
+    """Return the keyword arguments of ``runner.open_model`` from parameter values.
 
     The node and the bag tool both load their model through this, so a parameter means the
     same in both. Card overrides are separate: :func:`card_overrides`.

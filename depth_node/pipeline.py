@@ -17,7 +17,7 @@ smoother restarts with the new geometry. Bad input raises an
 
 Several cameras run as one batch with :meth:`DepthPipeline.process_batch`: each frame is
 decoded and checked with its own camera state, the good ones go through the model in one call
-(:meth:`~depth_node.models.runner.DepthModel.predict_batch`), and each result is made metric
+(:meth:`~depth_node.runner.DepthModel.predict_batch`), and each result is made metric
 with its own camera's state; a bad frame gets its error in its place and costs no other frame.
 """
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 import time
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from depth_node.camera import CameraModel
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
@@ -48,6 +48,9 @@ from depth_node.metric import (
 )
 from depth_node.models.preprocess import check_rgb
 import numpy as np
+
+if TYPE_CHECKING:   # the seam to the model layer; any DepthPredictor will do
+    from depth_node.runner import DepthPredictor
 
 OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'depth/relative', 'depth/colorized')
 OUTPUT_ENCODINGS = ('32FC1', '16UC1')
@@ -162,12 +165,12 @@ def _camera_info_key(msg: Any) -> tuple:
 class DepthPipeline:
     """Turn images and their camera_info into metric depth, clouds and previews."""
 
-    def __init__(self, model: Any | None, config: PipelineConfig | None = None,
+    def __init__(self, model: DepthPredictor | None, config: PipelineConfig | None = None,
                  log: Callable[[str], None] = print, max_cameras: int = 8) -> None:
         """Create the pipeline.
 
-        :param model: a :class:`depth_node.models.runner.DepthModel` (anything with ``card``
-            and ``predict(rgb) -> (raw, transform, timings)``), or None for depth-only use
+        :param model: a :class:`depth_node.runner.DepthPredictor` (a
+            :class:`~depth_node.runner.DepthModel`), or None for depth-only use
             (:meth:`process_depth`).
         :param config: pipeline settings (the defaults of ``parameters.py`` when None);
             validated here and whenever :attr:`config` is assigned.

@@ -128,7 +128,7 @@ def test_real_model_on_gpu_passes_self_test(shared_data, tmp_path, backend):
             pytest.skip('onnxruntime has no CUDA provider here (install onnxruntime-gpu)')
     from pathlib import Path
 
-    from depth_node.models.runner import open_model
+    from depth_node.runner import open_model
     card = Path(__file__).resolve().parents[1] / 'config' / 'models' / 'pydnet_pp.card.yaml'
     messages = []
     model = open_model(shared_data / 'models' / 'pydnet_pp' / 'optimized_pydnet++.onnx',
@@ -142,6 +142,6 @@ def test_real_model_on_gpu_passes_self_test(shared_data, tmp_path, backend):
 
 
 def test_open_model_missing_file_is_clear(tmp_path):
-    from depth_node.models.runner import open_model
+    from depth_node.runner import open_model
     with pytest.raises(ModelError, match='does not exist'):
         open_model(tmp_path / 'missing.onnx')

@@ -15,10 +15,10 @@ import pytest
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
 
-from depth_node.backends import make_reference  # noqa: E402, I100
-from depth_node.errors import SelfTestError  # noqa: E402
+from depth_node.errors import SelfTestError  # noqa: E402, I100
 from depth_node.models.card import load_card  # noqa: E402
-from depth_node.models.runner import open_model  # noqa: E402
+from depth_node.models.golden import make_reference  # noqa: E402
+from depth_node.runner import open_model  # noqa: E402
 
 CARD = Path(__file__).resolve().parents[1] / 'config' / 'models' / 'pydnet_pp.card.yaml'
 
@@ -107,7 +107,7 @@ def test_reference_from_a_real_image(pydnet, shared_data):
 
     The self-test then passes, and fails on another image.
     """
-    from depth_node.backends import run_self_test
+    from depth_node.models.golden import run_self_test
     model, _ = pydnet
     card = model.card
     ref = make_reference(model.backend, card, kind='image',

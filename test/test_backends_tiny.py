@@ -15,13 +15,13 @@ torch = pytest.importorskip('torch', reason='torch is not installed (depth_node[
 transformers = pytest.importorskip('transformers', reason='transformers is not installed')
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
 
-from depth_node.backends import load_backend, make_reference, run_self_test  # noqa: E402, I100
-from depth_node.backends.base import reference_input  # noqa: E402
+from depth_node.backends import load_backend  # noqa: E402, I100
 from depth_node.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from depth_node.backends.torch import TorchBackend  # noqa: E402
 from depth_node.errors import ImageFormatError, ModelError, SelfTestError  # noqa: E402
 from depth_node.models.card import card_path_for, ModelCard  # noqa: E402
-from depth_node.models.runner import DepthModel, open_model  # noqa: E402
+from depth_node.models.golden import make_reference, reference_input, run_self_test  # noqa: E402
+from depth_node.runner import DepthModel, open_model  # noqa: E402
 
 QUIET = {'log': lambda msg: None}
 
@@ -252,7 +252,7 @@ def test_torchscript_file_runs_with_torch_backend(tiny, tmp_path):
 def test_bench_model_json(tiny, capsys):
     import argparse
 
-    from depth_node.models import bench
+    from depth_node.tools import bench_model as bench
     _, path, card = tiny
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)

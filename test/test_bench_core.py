@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from depth_node.bench import parse_resolution, run_core_bench
 from depth_node.cli import main
+from depth_node.tools.arguments import parse_resolution
+from depth_node.tools.bench_core import run_core_bench
 import pytest
 
 KEYS = ('decode_ms', 'cloud_ms', 'message_ms', 'depth_encode_ms', 'memcpy_ms', 'cloud_ratio')

@@ -8,7 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from camera_helpers import calibration, CALIBRATION_FILES, pinhole
-from depth_node.camera import CameraModel, DISTORTION_MODELS
+from depth_node.calibration import load_calibration
+from depth_node.camera import CameraModel
 from depth_node.errors import CameraInfoError, SizeMismatchError, UncalibratedCameraError
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,59 +17,9 @@ import numpy as np
 import pytest
 
 
-# ---------------------------------------------------------------- loading real calibrations
-@pytest.mark.parametrize('name', CALIBRATION_FILES)
-def test_every_calibration_file_loads(shared_data, name):
-    cam = CameraModel.from_file(calibration(shared_data, name))
-    assert cam.distortion_model in DISTORTION_MODELS and cam.distortion_model != 'none'
-    assert (cam.image_width, cam.image_height) == (cam.width, cam.height)
-    assert cam.K.shape == (3, 3) and cam.R.shape == (3, 3) and cam.P.shape == (3, 4)
-    assert cam.fx == cam.K[0, 0] and cam.cy == cam.K[1, 2]
-    assert not cam.K.flags.writeable
-
-
-def test_yaml_values_are_read_exactly(shared_data):
-    cam = CameraModel.from_file(calibration(shared_data, 'utbm_bumblebee2_left_plumb_bob.yaml'),
-                                frame_id='bb2_left_optical')
-    assert (cam.width, cam.height) == (1024, 768)
-    assert cam.K[0, 0] == 831.560994 and cam.K[1, 2] == 391.521463
-    assert cam.D.tolist() == [-0.357402, 0.143604, 0.000354, 0.000730, 0.0]
-    assert cam.P[1, 1] == 766.309387
-    assert cam.frame_id == 'bb2_left_optical'
-
-
-def test_json_and_yaml_of_the_same_camera_agree(shared_data):
-    js = CameraModel.from_json(calibration(
-        shared_data, 'isaac_wide_fov_left_rational_polynomial.camera_info.json'))
-    ym = CameraModel.from_yaml(calibration(
-        shared_data, 'isaac_wide_fov_left_rational_polynomial.yaml'))
-    assert js.key == ym.key
-    assert js.distortion_model == 'rational_polynomial' and js.D.size == 8
-    assert js.frame_id == 'left_cam' and ym.frame_id == ''
-    assert js.P[0, 0] == pytest.approx(550.102783)
-
-
-def test_yaml_text_is_accepted(shared_data):
-    text = calibration(shared_data, 't265_fisheye1_equidistant.yaml').read_text()
-    cam = CameraModel.from_yaml(text, frame_id='camera_fisheye1_optical_frame')
-    assert cam.fx == 284.468 and cam.distortion_model == 'equidistant'
-    assert cam.frame_id == 'camera_fisheye1_optical_frame'
-
-
-@pytest.mark.parametrize('name', [n for n in CALIBRATION_FILES if 'partial' in n])
-def test_partial_files_fall_back_to_identity_r_and_k_p(shared_data, name):
-    text = calibration(shared_data, name).read_text()
-    assert 'projection_matrix' not in text and 'rectification_matrix' not in text
-    cam = CameraModel.from_file(calibration(shared_data, name))
-    assert np.array_equal(cam.R, np.eye(3))
-    assert np.array_equal(cam.P, np.hstack([cam.K, np.zeros((3, 1))]))
-    rect = CameraModel.from_file(calibration(shared_data, name), rectified=True)
-    assert (rect.fx, rect.cx) == (cam.fx, cam.cx)
-
-
 def test_equidistant_with_trailing_zero_coefficient(shared_data):
-    cam = CameraModel.from_file(calibration(shared_data,
-                                            'isaac_chessboard0_equidistant_D5.camera_info.json'))
+    cam = load_calibration(calibration(shared_data,
+                                       'isaac_chessboard0_equidistant_D5.camera_info.json'))
     assert cam.distortion_model == 'equidistant' and cam.D.size == 5 and cam.D[4] == 0
     four = CameraModel(width=cam.width, height=cam.height, K=cam.K, D=cam.D[:4], R=cam.R,
                        P=cam.P, distortion_model='equidistant')
@@ -83,8 +34,8 @@ def test_uzhfpv_declared_size_does_not_match_640x480(shared_data):
 
     The aspect ratio differs, so the camera cannot be scaled and the error names both sizes.
     """
-    cam = CameraModel.from_file(calibration(shared_data,
-                                            'uzhfpv_cam0_forward_equidistant_partial.yaml'))
+    cam = load_calibration(calibration(shared_data,
+                                       'uzhfpv_cam0_forward_equidistant_partial.yaml'))
     assert (cam.width, cam.height) == (752, 480)
     assert cam.cx == pytest.approx(319.75, abs=0.01)
     with pytest.raises(SizeMismatchError) as info:
@@ -154,7 +105,7 @@ def test_camera_info_from_rclpy_like_and_ros1_like_objects():
 
 @pytest.mark.parametrize('name', CALIBRATION_FILES)
 def test_to_camera_info_cdr_round_trip(shared_data, factory, name):
-    cam = CameraModel.from_file(calibration(shared_data, name), frame_id='x')
+    cam = load_calibration(calibration(shared_data, name), frame_id='x')
     msg = cam.to_camera_info(factory, factory.header(1700000000, 5, 'cam_optical'))
     raw = factory.typestore.serialize_cdr(msg, msg.__msgtype__)
     back = factory.typestore.deserialize_cdr(raw, msg.__msgtype__)
@@ -283,29 +234,9 @@ def test_rectified_with_zero_p_is_rejected_raw_is_fine():
         _cam(P=zero_p, rectified=True)
 
 
-def test_bad_files(tmp_path, shared_data):
-    with pytest.raises(CameraInfoError, match='cannot read calibration file'):
-        CameraModel.from_file(tmp_path / 'missing.yaml')
-    bad = tmp_path / 'bad.yaml'
-    text = calibration(shared_data, 'euroc_cam0_plumb_bob_partial.yaml').read_text()
-    bad.write_text(text.replace('cols: 5', 'cols: 6'))
-    with pytest.raises(CameraInfoError, match='bad.yaml.*1x6 but has 5 values'):
-        CameraModel.from_file(bad)
-    zero = tmp_path / 'zero.json'
-    zero.write_text('{"width": 640, "height": 480, "K": [0,0,0,0,0,0,0,0,0], "D": []}')
-    with pytest.raises(UncalibratedCameraError, match='zero.json'):
-        CameraModel.from_file(zero)
-    nosize = tmp_path / 'nosize.yaml'
-    nosize.write_text('camera_matrix: {rows: 3, cols: 3, data: [1,0,0,0,1,0,0,0,1]}\n')
-    with pytest.raises(CameraInfoError, match='image_width'):
-        CameraModel.from_file(nosize)
-    with pytest.raises(CameraInfoError, match='does not parse'):
-        CameraModel.from_yaml('a: [\nb')
-
-
 # ---------------------------------------------------------------- scaling, binning, roi
 def test_scaling_two_and_half(shared_data):
-    cam = CameraModel.from_file(calibration(shared_data, 'utbm_bumblebee2_left_plumb_bob.yaml'))
+    cam = load_calibration(calibration(shared_data, 'utbm_bumblebee2_left_plumb_bob.yaml'))
     up = cam.resized(2048, 1536)
     assert (up.image_width, up.image_height) == (2048, 1536)
     assert up.fx == pytest.approx(2 * cam.fx) and up.fy == pytest.approx(2 * cam.fy)
@@ -444,8 +375,8 @@ def test_t265_yaml_serves_a_bag_without_camera_info(shared_data, humble_factory)
         _, _, raw = next(iter(reader.messages(connections=conns)))
         image = reader.deserialize(raw, conns[0].msgtype)
     frame = image.header.frame_id
-    cam = CameraModel.from_file(calibration(shared_data, 't265_fisheye1_equidistant.yaml'),
-                                frame_id=frame)
+    cam = load_calibration(calibration(shared_data, 't265_fisheye1_equidistant.yaml'),
+                           frame_id=frame)
     matched, scaled = cam.matched_to_image(image.width, image.height)
     assert matched is cam and not scaled
     assert frame == 'camera_fisheye1_optical_frame'

@@ -6,7 +6,6 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import cv2
-from depth_node.bench import rclpy_like_factory
 from depth_node.clouds import (
     cloud_buffer,
     cloud_fields,
@@ -16,7 +15,7 @@ from depth_node.clouds import (
     write_ply,
 )
 from depth_node.errors import SizeMismatchError
-from depth_node.messages import numpy_byte_array, rclpy_byte_array
+from depth_node.messages import numpy_byte_array, rclpy_byte_array, rclpy_like_factory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -74,9 +73,8 @@ def test_tum_oracle_pinhole(tum_depth):
 
 
 def test_tum_oracle_with_camera_model(tum_depth):
-    camera = pytest.importorskip('depth_node.camera',
-                                 reason='depth_node.camera (camera helper) not there yet')
-    model = camera.CameraModel.from_dict({
+    from depth_node.calibration import camera_from_dict
+    model = camera_from_dict({
         'image_width': 640, 'image_height': 480, 'distortion_model': 'plumb_bob',
         'camera_matrix': {'rows': 3, 'cols': 3, 'data': [FX, 0, CX, 0, FY, CY, 0, 0, 1]},
         'distortion_coefficients': {'rows': 1, 'cols': 5, 'data': [0, 0, 0, 0, 0]}})

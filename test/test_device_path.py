@@ -7,10 +7,16 @@ run where a GPU is present and skip otherwise.
 from __future__ import annotations
 
 from camera_helpers import pinhole
-from depth_node.bench import rclpy_like_factory
-from depth_node.clouds import cloud_buffer, depth_to_cloud, pointcloud2_to_array
-from depth_node.device import clear_device_rays, device_ray_planes, to_host
+from depth_node.clouds import (
+    clear_device_rays,
+    cloud_buffer,
+    depth_to_cloud,
+    device_ray_planes,
+    pointcloud2_to_array,
+)
+from depth_node.device import to_host
 from depth_node.images import colorize_depth, encode_depth, image_to_array, make_image
+from depth_node.messages import rclpy_like_factory
 from depth_node.metric import MetricConfig
 from depth_node.pipeline import DepthPipeline, PipelineConfig
 import numpy as np
@@ -254,7 +260,7 @@ def test_torch_backend_speed_options_keep_the_result():
 
 def test_depth_model_gpu_path_returns_device_tensors():
     from depth_node.backends.torch import TorchBackend
-    from depth_node.models.runner import DepthModel
+    from depth_node.runner import DepthModel
     model_card = card(network_image_width=28, network_image_height=21,
                       output_kind='metric_depth')
     backend = TorchBackend(Net(), model_card, device='cpu', log=lambda m: None)

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from depth_node.errors import EngineError, ModelError
 from depth_node.models import engine as eng
+from depth_node.tools import build_engine
 import pytest
 
 onnx = pytest.importorskip('onnx', reason='onnx is not installed (reads the ONNX input shapes)')
@@ -283,14 +284,14 @@ def test_heartbeat_logs_while_running():
 
 def _parse(argv):
     parser = argparse.ArgumentParser()
-    eng.add_parser(parser.add_subparsers())
+    build_engine.add_parser(parser.add_subparsers())
     return parser.parse_args(argv)
 
 
 def test_cli_parsing():
     args = _parse(['build-engine', 'm.onnx'])
     assert args.precision == 'fp16' and args.workspace == 2048 and args.output is None
-    assert args.func is eng.run and args.fp32_layers == 'auto' and not args.force
+    assert args.func is build_engine.run and args.fp32_layers == 'auto' and not args.force
     args = _parse(['build-engine', 'm.onnx', '--fp32', '--workspace', '512', '--timing-cache',
                    't.cache', '--output', 'x.engine', '--force'])
     assert (args.precision, args.workspace, args.timing_cache, args.output, args.force) == (
@@ -302,9 +303,10 @@ def test_cli_parsing():
 
 def test_cli_refuses_engine_input_and_bad_output(tmp_path):
     with pytest.raises(ModelError, match='already an engine'):
-        eng.run(_parse(['build-engine', str(tmp_path / 'm.engine')]))
+        build_engine.run(_parse(['build-engine', str(tmp_path / 'm.engine')]))
     with pytest.raises(ModelError, match='.engine'):
-        eng.run(_parse(['build-engine', str(tmp_path / 'm.onnx'), '-o', str(tmp_path / 'm.x')]))
+        build_engine.run(_parse(['build-engine', str(tmp_path / 'm.onnx'), '-o',
+                                 str(tmp_path / 'm.x')]))
 
 
 def test_cli_without_tensorrt_says_how_to_install(model, capsys):

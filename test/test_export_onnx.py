@@ -154,19 +154,19 @@ def test_export_log_reports_stages_and_difference(exported):
 
 
 def test_reference_passes_self_test_and_catches_perturbation(exported):
-    backends = pytest.importorskip('depth_node.backends')
     from depth_node.backends.onnxruntime import OnnxRuntimeBackend
+    from depth_node.models import golden
     path, _, _ = exported['da']
     card = ModelCard.load(card_path_for(path))
     backend = OnnxRuntimeBackend(path, card, providers=['CPUExecutionProvider'], log=_quiet)
-    result = backends.run_self_test(backend, card, log=None)
+    result = golden.run_self_test(backend, card, log=None)
     assert result['passed']
     ref = dict(card.reference)
     grid = np.asarray(ref['grid'], np.float64)
     grid[3, 5] += 50 * ref['atol'] + 0.05 * abs(grid[3, 5])
     ref['grid'] = grid.tolist()
     with pytest.raises(SelfTestError):
-        backends.run_self_test(backend, card.replace(reference=ref), log=None)
+        golden.run_self_test(backend, card.replace(reference=ref), log=None)
 
 
 def test_random_weights_are_deterministic():

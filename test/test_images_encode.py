@@ -67,7 +67,7 @@ def test_encode_errors():
 
 
 def rclpy_like():
-    from depth_node.bench import rclpy_like_factory
+    from depth_node.messages import rclpy_like_factory
     return rclpy_like_factory()
 
 

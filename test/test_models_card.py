@@ -7,7 +7,6 @@ from pathlib import Path
 
 from depth_node.errors import CardError
 from depth_node.models.card import (
-    add_card_arguments,
     CARD_FIELDS,
     card_overrides,
     card_path_for,
@@ -19,6 +18,7 @@ from depth_node.models.card import (
     OUTPUT_KINDS,
     RESIZE_MODES,
 )
+from depth_node.tools.arguments import add_card_arguments
 import numpy as np
 import pytest
 

@@ -203,8 +203,8 @@ def test_gpu_preprocessing_on_cuda():
 @pytest.mark.parametrize('resize', ['stretch', 'keep_aspect_pad', 'keep_aspect_crop'])
 def test_transform_moves_real_intrinsics(shared_data, resize):
     """The camera the network sees: principal point and focal lengths follow the Transform."""
-    from depth_node.camera import CameraModel
-    cam = CameraModel.from_file(shared_data / 'calibration' / 'euroc_cam0_plumb_bob_partial.yaml')
+    from depth_node.calibration import load_calibration
+    cam = load_calibration(shared_data / 'calibration' / 'euroc_cam0_plumb_bob_partial.yaml')
     t = compute_transform(cam.width, cam.height, card_for(resize=resize, w=64, h=48))
     net = t.apply_to_camera(cam)
     assert (net.width, net.height) == (64, 48)

@@ -17,8 +17,8 @@ from depth_node.errors import DepthNodeError, ImageFormatError, ModelError
 from depth_node.messages import rosbags_factory
 from depth_node.models.card import ModelCard
 from depth_node.models.preprocess import output_to_batch
-from depth_node.models.runner import DepthModel, open_model
 from depth_node.pipeline import BatchItem, DepthPipeline, PipelineConfig
+from depth_node.runner import DepthModel, open_model
 import node_helpers as helpers
 import numpy as np
 import pytest
@@ -273,7 +273,7 @@ def test_export_dynamic_batch_of_a_real_architecture(tmp_path):
 
 
 def test_bench_model_batch_reports_batched_against_separate(tmp_path, capsys):
-    from depth_node.models import bench
+    from depth_node.tools import bench_model as bench
     path = helpers.build_tiny_onnx(tmp_path / 'tiny_b.onnx', batch='batch')
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)

@@ -49,7 +49,7 @@ def gt(msgs):
 
 @pytest.fixture(scope='module')
 def pydnet():
-    from depth_node.models.runner import open_model
+    from depth_node.runner import open_model
     model_path, card_path = pydnet_paths()
     model = open_model(model_path, backend='onnxruntime', card_path=card_path, log=_quiet)
     assert model.card.output_kind == 'relative_depth'
@@ -77,7 +77,7 @@ def tiny(tmp_path_factory):
     pytest.importorskip('transformers', reason='transformers builds the tiny models')
     pytest.importorskip('onnxruntime', reason='onnxruntime runs the tiny models')
     from depth_node.models.export import export_model
-    from depth_node.models.runner import open_model
+    from depth_node.runner import open_model
     root = tmp_path_factory.mktemp('tiny_da')
     models = {}
     for key, name in (('relative', 'depth-anything-v2-small'),

@@ -21,7 +21,7 @@ pytest.importorskip('onnxruntime', reason='the soak runs a tiny ONNX model')
 
 
 def test_soak_memory_threads_and_counters_stay_consistent(tmp_path):
-    from depth_node.bench_node import soak
+    from depth_node.tools.bench_node import soak
     frames = int(os.environ.get('DEPTH_NODE_SOAK_FRAMES', '1000'))
     model = build_tiny_onnx(tmp_path / 'tiny.onnx')
     figures = soak(str(model), 640, 480, frames, backend='onnxruntime', sample_every=50)

@@ -3,7 +3,8 @@
 :func:`load_backend` opens a model with the requested backend (or the best available one for
 ``'auto'``: TensorRT for engine files or when TensorRT and a GPU are present, else ONNX
 Runtime for ONNX files, else PyTorch for zoo names, checkpoints and TorchScript files), logs
-which one and why, and runs the golden self-test of the card.
+which one and why, and runs the golden self-test of the card
+(:mod:`depth_node.models.golden`).
 """
 
 from __future__ import annotations
@@ -14,18 +15,11 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from depth_node.backends.base import (
-    Backend,
-    compare_digest,
-    make_reference,
-    output_digest,
-    reference_input,
-    run_self_test,
-)
+from depth_node.backends.base import Backend
 from depth_node.errors import BackendUnavailableError, ModelError, SelfTestError
+from depth_node.models.golden import run_self_test
 
-__all__ = ['BACKENDS', 'Backend', 'compare_digest', 'load_backend', 'make_reference',
-           'output_digest', 'reference_input', 'run_self_test', 'select_backend']
+__all__ = ['BACKENDS', 'Backend', 'load_backend', 'select_backend']
 
 BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
 

@@ -1,15 +1,14 @@
-"""Depth networks: model cards, pre/post-processing, the runner, export and engines.
+"""The model description: cards, pre/post-processing, the golden reference, export and engines.
 
 ``card`` (the model card schema), ``preprocess`` (card-driven resize/normalise and the exact
-geometric :class:`~depth_node.models.preprocess.Transform`), ``runner``
-(:class:`~depth_node.models.runner.DepthModel`, :func:`~depth_node.models.runner.open_model`),
-``bench`` (``depth-node bench model``), ``zoo``/``export``/``engine`` (export to ONNX and
-TensorRT engines). Only numpy, OpenCV and PyYAML are imported here; torch, onnxruntime and
-TensorRT are imported when a backend needs them.
+geometric :class:`~depth_node.models.preprocess.Transform`), ``golden`` (the self-test
+reference), ``zoo``/``export``/``engine`` (export to ONNX, TensorRT engines and their cache).
+This layer sits below :mod:`depth_node.backends`, which run what it describes; the object that
+loads and runs a model is :class:`depth_node.runner.DepthModel`. Only numpy, OpenCV and
+PyYAML are imported here; torch, onnxruntime and TensorRT are imported when needed.
 """
 
 from depth_node.models.card import (
-    add_card_arguments,
     CARD_FIELDS,
     card_overrides,
     card_path_for,
@@ -17,5 +16,5 @@ from depth_node.models.card import (
     ModelCard,
 )
 
-__all__ = ['CARD_FIELDS', 'ModelCard', 'add_card_arguments', 'card_overrides', 'card_path_for',
+__all__ = ['CARD_FIELDS', 'ModelCard', 'card_overrides', 'card_path_for',
            'load_card']

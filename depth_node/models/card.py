@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any
 
 from depth_node.errors import CardError
-from depth_node.parameters import add_arguments, CARD_GROUP
 import yaml
 
 LAYOUTS = ('nchw', 'nhwc')
@@ -413,22 +412,6 @@ def load_card(model_path: str | Path, overrides: dict[str, Any] | None = None, *
                 'read from it)', exc.hint) from None
         return card
     return card.validate()
-
-
-def add_card_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--field-name`` option per overridable card field (default None) and --card.
-
-    The flags come from the parameter table (:mod:`depth_node.parameters`), so they are the
-    same in every tool and as ROS parameters.
-
-    :param parser: the parser (or argument group) to extend.
-    """
-    group = parser.add_argument_group(
-        'model card overrides', 'override fields of the model card (or give them for a '
-        'card-less ONNX file); see doc/model_card.md')
-    group.add_argument('--card', dest='card_path', default=None, metavar='CARD.yaml',
-                       help='model card file (default: <model>.card.yaml beside the model)')
-    add_arguments(group, groups=(CARD_GROUP,))
 
 
 def card_overrides(namespace_or_dict: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:

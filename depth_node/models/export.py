@@ -1,4 +1,4 @@
-"""``depth-node export``: a depth network from the zoo, the hub or a checkpoint -> ONNX + card.
+"""Export a depth network from the zoo, the hub or a checkpoint -> ONNX + card.
 
 Stages (printed on stderr): build the PyTorch model, export a static-shape ONNX graph
 (opset >= 17; with ``--dynamic-batch`` the first axis of input and output is a batch axis, so
@@ -13,9 +13,7 @@ is used, which needs the ``onnxscript`` package (part of the ``torch`` extra).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
-import contextlib
 import os
 from pathlib import Path
 import sys
@@ -23,7 +21,6 @@ import time
 from typing import Any
 import warnings
 
-from depth_node.cli import HelpFormatter
 from depth_node.errors import ModelError, require
 from depth_node.models import zoo
 import numpy as np
@@ -209,9 +206,9 @@ def compare_with_onnxruntime(path: Path, module, example: np.ndarray,
 def _reference(module, card, log: Callable[[str], None]) -> dict | None:
     """Return the golden self-test reference, computed with the PyTorch model."""
     try:
-        from depth_node.backends import make_reference
+        from depth_node.models.golden import make_reference
     except ImportError as exc:
-        log(f'  warning: no reference written (depth_node.backends.make_reference: {exc})')
+        log(f'  warning: no reference written (depth_node.models.golden.make_reference: {exc})')
         return None
     torch = require('torch', 'computing the reference output')
 
@@ -338,61 +335,3 @@ def _export_checked(module, card, example: np.ndarray, path: Path, output: Path,
             'not written.',
             'Try another --opset, --exporter or torch version, and report the model name.')
     return card
-
-
-def add_parser(subparsers) -> None:
-    """Add the ``export`` subcommand."""
-    names = ', '.join(zoo.ZOO)
-    parser = subparsers.add_parser(
-        'export', help='export a depth network to ONNX with its card',
-        description='Export a depth network (zoo short name, Hugging Face hub id or local '
-                    'transformers checkpoint) to a static-shape ONNX file plus its model card, '
-                    'verified against PyTorch. Short names: ' + names + '.',
-        formatter_class=HelpFormatter)
-    parser.add_argument('model', nargs='?', metavar='MODEL',
-                        help='zoo short name, hub id (owner/name) or checkpoint directory')
-    parser.add_argument('--output', '-o', metavar='FILE.onnx',
-                        help='ONNX file to write; the card goes beside it (FILE.card.yaml)')
-    parser.add_argument('--input-size', metavar='WIDTHxHEIGHT', default=None,
-                        help='network input size (multiple of 14 for DINOv2/Depth Anything, of '
-                             "32 for DPT and ZoeDepth); default: the model's own")
-    parser.add_argument('--random-weights', action='store_true',
-                        help='seeded random weights, same architecture, no download (for '
-                             'benchmarks and tests)')
-    parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
-                        help=f'ONNX opset (>= {MIN_OPSET})')
-    parser.add_argument('--exporter', choices=('auto', 'torchscript', 'dynamo'), default='auto',
-                        help='torch ONNX exporter')
-    parser.add_argument('--tolerance', type=float, default=DEFAULT_TOLERANCE,
-                        help='allowed ONNX Runtime vs PyTorch max abs difference, relative to '
-                             'max(1, |output|)')
-    parser.add_argument('--no-verify', dest='verify', action='store_false',
-                        help='skip the ONNX Runtime vs PyTorch comparison')
-    parser.add_argument('--dynamic-batch', action='store_true',
-                        help='give input and output a batch axis, so one network call runs '
-                             'the frames of several cameras (node parameter cameras, '
-                             'depth-node bag with several image topics)')
-    parser.add_argument('--list', action='store_true', help='list the zoo and exit')
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``depth-node export``; returns the exit status."""
-    if args.list:
-        for entry in zoo.list_models():
-            width, height = entry.default_size
-            print(f'{entry.name:40s} {width}x{height}  {entry.hub_id}\n    {entry.description}'
-                  f"; licence {entry.card.get('license', '?')}")
-        return 0
-    if not args.model or not args.output:
-        raise ModelError('export needs MODEL and --output FILE.onnx.',
-                         'Example: depth-node export depth-anything-v2-small --output '
-                         'da2s.onnx --input-size 518x392 (see --list for the names).')
-    with contextlib.redirect_stdout(sys.stderr):
-        path, card = export_model(args.model, args.output, args.input_size,
-                                  args.random_weights, args.opset, log=_stderr,
-                                  verify=args.verify, tolerance=args.tolerance,
-                                  exporter=args.exporter, dynamic_batch=args.dynamic_batch)
-    from depth_node.models.card import card_path_for
-    print(f'{path}\n{card_path_for(path)}')
-    return 0

@@ -1,11 +1,10 @@
-"""``depth-node bench``: per-stage timings of the ROS-free core and of the models.
+"""``depth-node bench core``: per-stage timings of the ROS-free core.
 
 ``depth-node bench core --resolution 640x480 --json`` times, on a synthetic depth map and
 image, what a node pays per frame outside the network: decoding an ``rgb8`` Image, building
 the organized cloud buffer, wrapping it in a PointCloud2 the way an rclpy node must
 (``array.array('B')``), and encoding the depth image; next to a plain memory copy of the same
-number of bytes as the cloud, measured in the same run. ``bench model`` is provided by
-:mod:`depth_node.models.bench`.
+number of bytes as the cloud, measured in the same run.
 """
 
 from __future__ import annotations
@@ -14,41 +13,12 @@ import argparse
 import json
 import statistics
 import time
-from types import SimpleNamespace
 from typing import Any
 
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
-from depth_node.errors import BackendUnavailableError, DepthNodeError
 from depth_node.images import image_to_rgb, make_depth_image
-from depth_node.messages import MessageFactory, rclpy_byte_array, rclpy_float64_array
+from depth_node.messages import rclpy_byte_array, rclpy_like_factory
 import numpy as np
-
-
-class _Message(SimpleNamespace):
-    """A stand-in message class: keyword construction and attribute fields, like rclpy's."""
-
-
-def rclpy_like_factory() -> MessageFactory:
-    """Return a factory with rclpy's payload representation (``array.array``) but no ROS import.
-
-    Building messages with it costs what a real rclpy node pays for the payload copy.
-    """
-    return MessageFactory(
-        Header=_Message, Time=_Message, Image=_Message, CompressedImage=_Message,
-        CameraInfo=_Message, RegionOfInterest=_Message, PointCloud2=_Message,
-        PointField=_Message, byte_array=rclpy_byte_array, float64_array=rclpy_float64_array)
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    """``'640x480'`` -> ``(640, 480)``."""
-    try:
-        width, height = (int(part) for part in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'resolution {text!r} is not WIDTHxHEIGHT, e.g. 640x480') from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f'resolution {text!r} must be positive')
-    return width, height
 
 
 def synthetic_frame(width: int, height: int, seed: int = 0
@@ -154,51 +124,3 @@ def run_core(args: argparse.Namespace) -> int:
         for key, value in result.items():
             print(f'{key:>16}: {value}')
     return 0
-
-
-def _model_unavailable(reason: str):
-    def run(args: argparse.Namespace) -> int:
-        raise BackendUnavailableError(f'`depth-node bench model` is not available: {reason}',
-                                      'Install the model extras of depth_node.')
-    return run
-
-
-def add_parser(subparsers: Any) -> None:
-    """Add the ``bench`` subcommand (with ``core`` and ``model``) to the ``depth-node`` CLI."""
-    parser = subparsers.add_parser('bench', help='measure per-stage timings',
-                                   description='Measure per-stage timings.')
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
-    benches = parser.add_subparsers(dest='bench_command', metavar='BENCH')
-
-    core = benches.add_parser(
-        'core', help='decode / point cloud / message / depth encoding timings',
-        description='Median per-stage milliseconds of the ROS-free core on a synthetic frame.')
-    core.add_argument('--resolution', type=parse_resolution, default=(640, 480),
-                      metavar='WxH', help='image size (default 640x480)')
-    core.add_argument('--fields', choices=('xyz', 'xyzrgb'), default='xyz',
-                      help='point cloud fields (default xyz)')
-    core.add_argument('--repeat', type=int, default=200,
-                      help='timed repetitions per stage (default 200)')
-    core.add_argument('--decimation', type=int, default=1,
-                      help='point cloud decimation (default 1)')
-    core.add_argument('--depth-encoding', choices=('32FC1', '16UC1'), default='32FC1',
-                      help='depth image encoding for depth_encode_ms (default 32FC1)')
-    core.add_argument('--json', action='store_true', help='print one JSON object')
-    core.set_defaults(func=run_core)
-
-    node = benches.add_parser(
-        'node', help='the node on a real ROS 2 graph: latency, overhead vs a plain relay',
-        description='Start the node in its own process on an isolated ROS 2 graph and measure '
-                    'input stamp to depth/image latency against a plain rclpy relay.')
-    from depth_node import bench_node
-    bench_node.add_arguments(node)
-    node.set_defaults(func=bench_node.run)
-
-    model = benches.add_parser('model', help='model preprocessing / inference timings')
-    try:
-        from depth_node.models import bench as model_bench
-    except (ImportError, DepthNodeError) as exc:
-        model.set_defaults(func=_model_unavailable(str(exc)))
-    else:
-        model_bench.add_arguments(model)
-        model.set_defaults(func=model_bench.run_model_bench)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from depth_node.backends import load_backend
 from depth_node.backends.base import Backend
@@ -29,6 +29,23 @@ from depth_node.models.preprocess import (
 import numpy as np
 
 MODEL_FILE_SUFFIXES = ('.onnx', '.engine', '.plan', '.trt')
+
+
+class DepthPredictor(Protocol):
+    """What the pipeline and the node need of a model (:class:`DepthModel` is one).
+
+    ``card`` says what the output means (``output_kind``, ``max_depth``...); ``predict`` maps
+    an (H, W, 3) uint8 RGB image to the raw output at image resolution, the preprocessing
+    transform and the stage timings.
+    """
+
+    card: ModelCard
+
+    def predict(self, rgb: np.ndarray) -> tuple[Any, Transform, dict[str, float]]:
+        """Run the network on one RGB image."""
+
+    def close(self) -> None:
+        """Release the model."""
 
 
 class DepthModel:

@@ -89,7 +89,7 @@ def frame_image(path: str | None) -> tuple[np.ndarray, str]:
         if bgr is None:
             raise DepthNodeError(f'Cannot read the image {path}.', 'Give a PNG or JPEG file.')
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), f'real: {path}'
-    from depth_node.backends.base import reference_image
+    from depth_node.models.golden import reference_image
     return (reference_image({'kind': 'smooth', 'seed': 1}, 640, 480),
             f'synthetic (smooth random image): the TUM frame {TUM_FRAME} was not found in '
             '../shared/data or $DEPTH_NODE_SHARED_DATA')
@@ -189,16 +189,16 @@ def run_check(device: str = 'cuda', quick: bool = False, frames: int | None = No
     """Run the check and return the JSON-ready result (see the module docstring)."""
     torch = require('torch', 'check-gpu')
     transformers = require('transformers', 'check-gpu (it builds the network)')
-    from depth_node.backends.base import make_reference, run_self_test
     from depth_node.backends.torch import TorchBackend
-    from depth_node.bench import rclpy_like_factory
     from depth_node.device import to_host
     from depth_node.images import make_image
+    from depth_node.messages import rclpy_like_factory
     from depth_node.metric import MetricConfig
     from depth_node.models import zoo
+    from depth_node.models.golden import make_reference, run_self_test
     from depth_node.models.preprocess import TorchPreprocessor
-    from depth_node.models.runner import DepthModel
     from depth_node.pipeline import DepthPipeline, PipelineConfig
+    from depth_node.runner import DepthModel
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     cuda = device.startswith('cuda')
@@ -334,7 +334,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 def _resolutions(text: str) -> tuple[tuple[int, int], ...]:
-    from depth_node.bench import parse_resolution
+    from depth_node.tools.arguments import parse_resolution
     return tuple(parse_resolution(v) for v in text.replace(',', ' ').split())
 
 

@@ -356,7 +356,7 @@ def soak(model: str, width: int, height: int, frames: int, backend: str = 'auto'
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags of ``depth-node bench node``."""
-    from depth_node.bench import parse_resolution
+    from depth_node.tools.arguments import parse_resolution
     parser.add_argument('--model', required=True, help='model file (ONNX with its card, ...)')
     parser.add_argument('--resolution', type=parse_resolution, default=(640, 480),
                         metavar='WxH', help='image size (default 640x480)')

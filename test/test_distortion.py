@@ -6,7 +6,8 @@ import math
 
 from camera_helpers import calibration, CALIBRATION_FILES, cv2_project, pinhole
 import cv2
-from depth_node import camera as camera_mod
+from depth_node import distortion
+from depth_node.calibration import load_calibration
 from depth_node.camera import CameraModel
 import numpy as np
 import pytest
@@ -36,7 +37,7 @@ def _round_trip(cam: CameraModel) -> tuple[np.ndarray, float]:
 
 @pytest.mark.parametrize('name', CALIBRATION_FILES)
 def test_round_trip_raw(shared_data, name):
-    cam = CameraModel.from_file(calibration(shared_data, name))
+    cam = load_calibration(calibration(shared_data, name))
     assert cam.has_distortion
     err, valid = _round_trip(cam)
     assert valid >= MIN_VALID.get(name, 0.99), f'{name}: only {valid:.3f} of pixels valid'
@@ -45,7 +46,7 @@ def test_round_trip_raw(shared_data, name):
 
 @pytest.mark.parametrize('name', CALIBRATION_FILES)
 def test_round_trip_rectified(shared_data, name):
-    cam = CameraModel.from_file(calibration(shared_data, name), rectified=True)
+    cam = load_calibration(calibration(shared_data, name), rectified=True)
     assert not cam.has_distortion
     err, valid = _round_trip(cam)
     assert valid == 1.0
@@ -59,8 +60,8 @@ def test_rectified_rays_match_opencv_rectification_map(shared_data, name):
     The ray is rotated back by R^T and projected with K + D.
     """
     path = calibration(shared_data, name)
-    rect = CameraModel.from_file(path, rectified=True)
-    raw = CameraModel.from_file(path)
+    rect = load_calibration(path, rectified=True)
+    raw = load_calibration(path)
     size = (rect.image_width, rect.image_height)
     if raw.distortion_model == 'equidistant':
         map_x, map_y = cv2.fisheye.initUndistortRectifyMap(
@@ -86,8 +87,8 @@ def test_rectified_rays_match_opencv_rectification_map(shared_data, name):
 
 def test_rectified_camera_uses_p_not_k(shared_data):
     path = calibration(shared_data, 'usb_cam_test_camera_plumb_bob_rectified.yaml')
-    rect = CameraModel.from_file(path, rectified=True)
-    raw = CameraModel.from_file(path)
+    rect = load_calibration(path, rectified=True)
+    raw = load_calibration(path)
     assert rect.fx == pytest.approx(393.6538)
     assert rect.cx == pytest.approx(322.797939)
     assert raw.fx == pytest.approx(438.783367)
@@ -101,8 +102,8 @@ def test_raw_rays_ignore_r(shared_data):
 
     The principal point's ray stays on the optical axis although R != I.
     """
-    cam = CameraModel.from_file(calibration(shared_data,
-                                            'isaac_tf_camera_plumb_bob.camera_info.json'))
+    cam = load_calibration(calibration(shared_data,
+                                       'isaac_tf_camera_plumb_bob.camera_info.json'))
     assert not np.allclose(cam.R, np.eye(3))
     ray = cam.project(np.array([[0.0, 0.0, 1.0]]))[0]
     assert ray == pytest.approx([cam.cx, cam.cy])
@@ -112,7 +113,7 @@ def test_raw_rays_ignore_r(shared_data):
 
 
 def test_fisheye_field_of_view_stops_at_90_degrees(shared_data):
-    cam = CameraModel.from_file(calibration(shared_data, 't265_fisheye1_equidistant.yaml'))
+    cam = load_calibration(calibration(shared_data, 't265_fisheye1_equidistant.yaml'))
     k1, k2, k3, k4 = cam.D
     t = math.pi / 2
     td_90 = t * (1 + k1 * t ** 2 + k2 * t ** 4 + k3 * t ** 6 + k4 * t ** 8)
@@ -157,7 +158,7 @@ def test_pinhole_ray_table_is_exact():
 
 
 def test_ray_table_cached_read_only_and_bounded():
-    camera_mod.clear_ray_cache()
+    distortion.clear_ray_cache()
     a = pinhole()
     b = pinhole()
     table = a.ray_table()
@@ -166,10 +167,10 @@ def test_ray_table_cached_read_only_and_bounded():
     with pytest.raises(ValueError):
         table[0, 0, 0] = 1.0
     assert pinhole(fx=600.0).ray_table() is not table
-    for i in range(camera_mod.RAY_CACHE_SIZE + 3):
+    for i in range(distortion.RAY_CACHE_SIZE + 3):
         pinhole(width=64, height=48, fx=100.0 + i).ray_table()
-    assert len(camera_mod._RAY_CACHE) == camera_mod.RAY_CACHE_SIZE
-    assert a.key not in camera_mod._RAY_CACHE  # least recently used was dropped
+    assert len(distortion._RAY_CACHE) == distortion.RAY_CACHE_SIZE
+    assert a.key not in distortion._RAY_CACHE  # least recently used was dropped
 
 
 def test_binned_roi_rays_equal_full_resolution_rays(shared_data):
@@ -177,7 +178,7 @@ def test_binned_roi_rays_equal_full_resolution_rays(shared_data):
 
     Binned pixel (u, v) of ROI (x0, y0) is full-resolution pixel (u * bx + x0, v * by + y0).
     """
-    full = CameraModel.from_file(calibration(shared_data, 'utbm_bumblebee2_left_plumb_bob.yaml'))
+    full = load_calibration(calibration(shared_data, 'utbm_bumblebee2_left_plumb_bob.yaml'))
     x0, y0, w, h = 100, 60, 800, 600
     binned = CameraModel(width=full.width, height=full.height, K=full.K, D=full.D, R=full.R,
                          P=full.P, distortion_model=full.distortion_model, binning_x=2,
@@ -193,8 +194,8 @@ def test_resized_camera_matches_cv2_resize_of_a_projected_pattern(shared_data):
 
     Each blob is found again: its centroid must be where the resized camera projects the point.
     """
-    cam = CameraModel.from_file(calibration(shared_data,
-                                            'usb_cam_test_camera_plumb_bob_rectified.yaml'))
+    cam = load_calibration(calibration(shared_data,
+                                       'usb_cam_test_camera_plumb_bob_rectified.yaml'))
     points = np.array([[-0.5, -0.3, 2.0], [0.3, 0.2, 2.5], [0.0, 0.0, 3.0], [0.6, -0.4, 2.2]])
     sigma = 4.0
     height, width = cam.image_height, cam.image_width
@@ -237,8 +238,8 @@ def test_network_camera_matches_preprocessed_pattern(shared_data, resize):
     """
     preprocess = pytest.importorskip('depth_node.models.preprocess')
     card_mod = pytest.importorskip('depth_node.models.card')
-    cam = CameraModel.from_file(calibration(shared_data,
-                                            'isaac_tf_camera_plumb_bob.camera_info.json'))
+    cam = load_calibration(calibration(shared_data,
+                                       'isaac_tf_camera_plumb_bob.camera_info.json'))
     points = np.array([[-0.3, -0.2, 2.0], [0.25, 0.15, 2.5], [0.0, 0.0, 3.0]])
     sigma = 5.0
     vv, uu = np.mgrid[0:cam.image_height, 0:cam.image_width].astype(np.float64)

@@ -23,21 +23,11 @@ from typing import Any
 import cv2
 from depth_node.backends import BACKENDS
 from depth_node.errors import DepthNodeError, InputError
-from depth_node.models.card import add_card_arguments, card_overrides
+from depth_node.models.card import card_overrides
+from depth_node.tools.arguments import add_card_arguments, parse_resolution
 import numpy as np
 
 STAGES = ('preprocess_ms', 'inference_ms', 'postprocess_ms', 'total_ms', 'overhead_ms')
-
-
-def _resolution(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split('x'))
-        if w < 2 or h < 2:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'resolution {text!r} is not WIDTHxHEIGHT, '
-                                         'e.g. 640x480') from None
-    return w, h
 
 
 def _positive(text: str) -> int:
@@ -57,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'checkpoint folder or TorchScript file)')
     parser.add_argument('--backend', default='auto', choices=BACKENDS,
                         help='inference backend (default: auto, logs which and why)')
-    parser.add_argument('--resolution', type=_resolution, default=(640, 480), metavar='WxH',
+    parser.add_argument('--resolution', type=parse_resolution, default=(640, 480), metavar='WxH',
                         help='camera image size (default 640x480)')
     parser.add_argument('--repeat', type=int, default=30, help='timed frames (default 30)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed frames first (default 3)')
@@ -89,7 +79,7 @@ def _image(args: argparse.Namespace) -> np.ndarray:
             raise InputError(f'Cannot read the image {args.image}.', 'Give a PNG or JPEG file.')
         return cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (w, h),
                           interpolation=cv2.INTER_AREA)
-    from depth_node.backends.base import reference_image
+    from depth_node.models.golden import reference_image
     return reference_image({'kind': 'smooth', 'seed': 1}, w, h)
 
 
@@ -151,7 +141,7 @@ def measure_batch(model: Any, images: list[np.ndarray], repeat: int, warmup: int
 
 def _batch_images(first: np.ndarray, n: int) -> list[np.ndarray]:
     """``first`` and n - 1 other deterministic images of its size (different cameras)."""
-    from depth_node.backends.base import reference_image
+    from depth_node.models.golden import reference_image
     h, w = first.shape[:2]
     return [first] + [reference_image({'kind': 'smooth', 'seed': 2 + i}, w, h)
                       for i in range(n - 1)]
@@ -159,7 +149,7 @@ def _batch_images(first: np.ndarray, n: int) -> list[np.ndarray]:
 
 def run_model_bench(args: argparse.Namespace) -> int:
     """Benchmark one model; prints a table or JSON. Returns the exit status."""
-    from depth_node.models.runner import open_model
+    from depth_node.runner import open_model
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     options: dict[str, Any] = {'precision': args.precision, 'self_test': args.self_test,
                                'engine_cache_dir': args.engine_cache_dir}
@@ -204,7 +194,7 @@ def run_model_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (``python -m depth_node.models.bench``)."""
+    """Standalone entry point (``python -m depth_node.tools.bench_model``)."""
     parser = argparse.ArgumentParser(prog='depth-node bench model', description=__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
