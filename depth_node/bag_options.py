@@ -350,9 +350,9 @@ def fit_calibration(options: Options, source: str, size: tuple[int, int],
     """
     from depth_node.errors import SizeMismatchError
     if options.camera_model is None and options.intrinsics is not None:
-        from depth_node.camera import CameraModel
+        from depth_node.calibration import camera_from_dict
         fx, fy, cx, cy = options.intrinsics
-        options.camera_model = CameraModel.from_dict({
+        options.camera_model = camera_from_dict({
             'image_width': size[0], 'image_height': size[1], 'distortion_model': 'plumb_bob',
             'camera_matrix': [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
             'distortion_coefficients': [0.0] * 5}, frame_id=options.calibration)
