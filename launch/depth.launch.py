@@ -6,6 +6,13 @@ camera_info defaults to the sibling of the image topic (``/camera/color/camera_i
 Parameters come from ``params_file`` (default: the package's ``config/depth_node.yaml``);
 launch arguments left empty keep the value of the params file, and parameters missing there
 keep the node's defaults (``depth_node/parameters.py``, the single place of every default).
+
+Several cameras through one node and one batched model (``config/cameras_2.yaml``,
+``config/cameras_4.yaml``)::
+
+    ros2 launch depth_node depth.launch.py params_file:=config/cameras_4.yaml \
+        model_file_path:=/models/m.onnx
+    ros2 launch depth_node depth.launch.py cameras:=front,back model_file_path:=/models/m.onnx
 """
 
 import os
@@ -42,6 +49,11 @@ def sibling_camera_info(image_topic):
     return image_topic.rsplit('/', 1)[0] + '/camera_info'
 
 
+def camera_names(text):
+    """Return the camera names of the cameras argument: 'front,back' or '[front, back]'."""
+    return [name.strip() for name in text.strip().strip('[]').split(',') if name.strip()]
+
+
 def _as_bool(text, name):
     value = text.strip().lower()
     if value in ('true', '1', 'yes', 'on'):
@@ -63,6 +75,8 @@ def _launch_node(context, *args, **kwargs):
             overrides[name] = arg(name)
     if arg('autostart'):
         overrides['autostart'] = _as_bool(arg('autostart'), 'autostart')
+    if arg('cameras'):
+        overrides['cameras'] = camera_names(arg('cameras'))
     params_file = arg('params_file') or default_params_file()
     return [Node(
         package=PACKAGE,
@@ -108,6 +122,12 @@ def generate_launch_description():
             'backend', default_value='',
             description='auto | tensorrt | onnxruntime | torch; empty = the value in '
                         'params_file.'),
+        DeclareLaunchArgument(
+            'cameras', default_value='',
+            description='Several cameras through one node and one batched model: names, '
+                        'e.g. front,back (each on <name>/image and <name>/camera_info, outputs '
+                        'in <name>/; other topics: params_file, see config/cameras_2.yaml); '
+                        'empty = the value in params_file (default: one camera on image).'),
         DeclareLaunchArgument(
             'autostart', default_value='',
             description='true: the node configures and activates itself; false: drive it '

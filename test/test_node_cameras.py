@@ -311,3 +311,21 @@ def test_invalid_cameras_fail_configure_with_the_reason(g, model_path):
     assert node.trigger_configure().name == 'FAILURE'
     error = node.diagnostics_report().as_dict()['configure error']
     assert "'front' is listed twice" in error and "'2nd' is not a valid camera name" in error
+
+
+@pytest.mark.parametrize('name', ['cameras_2.yaml', 'cameras_4.yaml'])
+def test_config_examples_declare_every_camera(g, model_path, name):
+    import yaml
+    path = Path(__file__).resolve().parents[1] / 'config' / name
+    values = yaml.safe_load(path.read_text())['/**/depth_node']['ros__parameters']
+    node = g.depth_node(model=open_tiny(model_path),
+                        cli_args=['--ros-args', '--params-file', str(path)])
+    assert list(node.cameras) == values['cameras']
+    for camera, stream in node.cameras.items():
+        assert stream.topics.image_topic == values[f'{camera}.image_topic']
+        assert stream.topics.camera_info_topic == values[f'{camera}.camera_info_topic']
+        assert stream.topics.output('points') == f'{camera}/points'
+    start(node)
+    for camera in values['cameras']:
+        assert node.count_subscribers(values[f'{camera}.image_topic']) == 1
+        assert node.count_publishers(f'/{camera}/depth/image') == 1

@@ -70,6 +70,9 @@ def test_camera_info_defaults_to_the_sibling_of_the_image_topic():
     assert as_bool('True', 'x') is True and as_bool('0', 'x') is False
     with pytest.raises(ValueError, match='autostart'):
         as_bool('maybe', 'autostart')
+    names = launch_function('camera_names')
+    assert names('front,back') == names('[front, back]') == ['front', 'back']
+    assert names('') == []
 
 
 def load_launch_module():
@@ -100,7 +103,14 @@ def test_config_keys_are_known_parameters_with_valid_values(path):
     assert key in NODE_KEYS, f'{path.name}: top-level key {key!r}'
     values = data[key]['ros__parameters']
     assert values, f'{path.name} sets no parameters'
+    cameras = values.get('cameras', [])
     for name, value in values.items():
+        camera, _, key = name.rpartition('.')
+        if camera:      # a camera's own parameter: <camera>.image_topic, ...
+            assert camera in cameras and key in parameters.CAMERA_PARAMETERS, \
+                f'{path.name}: unknown parameter {name!r}'
+            assert isinstance(value, str) and value, f'{path.name}: {name} must be a topic'
+            continue
         assert name in parameters.BY_NAME, f'{path.name}: unknown parameter {name!r}'
         spec = parameters.BY_NAME[name]
         # ROS is strictly typed: a YAML int for a double parameter is refused at start-up
@@ -109,7 +119,7 @@ def test_config_keys_are_known_parameters_with_valid_values(path):
         reason = parameters.validate(name, value)
         assert reason is None, f'{path.name}: {reason}'
     merged = parameters.defaults()
-    merged.update(values)
+    merged.update({k: v for k, v in values.items() if k in parameters.BY_NAME})
     assert parameters.validate_all(merged) == []
 
 
