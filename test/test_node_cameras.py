@@ -48,7 +48,7 @@ def model_path(tmp_path_factory):
 
 
 def open_tiny(path):
-    from depth_node.models.runner import open_model
+    from depth_node.runner import open_model
     return open_model(path, backend='onnxruntime', log=lambda _m: None)
 
 
@@ -133,7 +133,7 @@ def check_outputs(g, node, col, name, sent, model_path):
 def t265_frames(factory):
     """``{camera: [(Image, CameraInfo)]}`` of the T265 bag's fisheye frames (rclpy messages)."""
     from depth_node.bagio import deserialize, open_reader
-    from depth_node.camera import CameraModel
+    from depth_node.calibration import load_calibration
     from depth_node.images import make_image
     bag = DATA / 'bags' / 't265_trimmed_locoffice_ros2'
     frames: dict[str, list] = {'fisheye1': [], 'fisheye2': []}
@@ -147,9 +147,8 @@ def t265_frames(factory):
             header = factory.header(*stamp, msg.header.frame_id)
             pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
             image = make_image(factory, header, pixels, msg.encoding)
-            camera = CameraModel.from_file(
-                DATA / 'calibration' / f't265_{name}_equidistant.yaml',
-                frame_id=msg.header.frame_id)
+            camera = load_calibration(DATA / 'calibration' / f't265_{name}_equidistant.yaml',
+                                      frame_id=msg.header.frame_id)
             frames[name].append((image, camera.to_camera_info(factory, header)))
     return frames
 
