@@ -399,7 +399,8 @@ class DepthNode(LifecycleNode):
             return fail(f'configure failed: unexpected {type(exc).__name__} while loading '
                         f'model {path!r}: {exc}\n{traceback.format_exc()}')
         self._model = model
-        self._pipeline = DepthPipeline(model, PipelineConfig.from_values(values), log=log.info)
+        self._pipeline = DepthPipeline(model, PipelineConfig.from_values(values), log=log.info,
+                                       warn=log.warning)
         self._pending_config = None
         try:
             info = model.info() if hasattr(model, 'info') else model.backend.info()

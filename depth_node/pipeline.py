@@ -30,7 +30,7 @@ from typing import Any, TYPE_CHECKING
 
 from depth_node.camera import CameraModel
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
-from depth_node.device import float32_of, reciprocal
+from depth_node.device import float32_of, is_torch, reciprocal
 from depth_node.errors import DepthNodeError, MissingCameraInfoError, SizeMismatchError
 from depth_node.images import (
     colorize_depth,
@@ -147,6 +147,42 @@ class CameraState:
     converter: MetricConverter | None
     key: tuple = ()
     metric: MetricConfig | None = None
+    #: True where the camera model has no ray (outside a fisheye's field of view, where the
+    #: distortion model cannot be inverted); None when every pixel has one
+    no_ray: np.ndarray | None = None
+    no_ray_on_device: dict[str, Any] = field(default_factory=dict)
+
+
+def no_ray_mask(camera: CameraModel) -> np.ndarray | None:
+    """Return where ``camera`` has no ray (read-only bool (H, W)), or None if nowhere."""
+    if not camera.has_distortion:
+        return None
+    mask = ~np.isfinite(camera.ray_table()[..., 2])
+    if not mask.any():
+        return None
+    mask.setflags(write=False)
+    return mask
+
+
+def void_where_no_ray(values: Any, state: CameraState) -> Any:
+    """Set ``values`` (numpy or torch, (H, W)) to NaN where the camera has no ray (REP 117).
+
+    A raw fisheye image is black outside its image circle: without this the network's output
+    there would be published as the nearest depth.
+    """
+    if state.no_ray is None or values is None:
+        return values
+    if is_torch(values):
+        key = str(values.device)
+        mask = state.no_ray_on_device.get(key)
+        if mask is None:
+            import torch
+            mask = torch.from_numpy(np.array(state.no_ray)).to(values.device)
+            state.no_ray_on_device[key] = mask
+        return values.masked_fill(mask, float('nan'))
+    out = values if values.flags.writeable else np.array(values)
+    out[state.no_ray] = np.nan
+    return out
 
 
 def _camera_info_key(msg: Any) -> tuple:
@@ -166,7 +202,8 @@ class DepthPipeline:
     """Turn images and their camera_info into metric depth, clouds and previews."""
 
     def __init__(self, model: DepthPredictor | None, config: PipelineConfig | None = None,
-                 log: Callable[[str], None] = print, max_cameras: int = 8) -> None:
+                 log: Callable[[str], None] = print, max_cameras: int = 8,
+                 warn: Callable[[str], None] | None = None) -> None:
         """Create the pipeline.
 
         :param model: a :class:`depth_node.runner.DepthPredictor` (a
@@ -176,10 +213,12 @@ class DepthPipeline:
             validated here and whenever :attr:`config` is assigned.
         :param log: where one-off notices go (an intrinsics rescale, a changed camera_info).
         :param max_cameras: how many camera streams keep their state (oldest dropped).
+        :param warn: where once-per-camera warnings go (a raw fisheye image); default ``log``.
         """
         self.model = model
         self.config = config if config is not None else PipelineConfig()
         self._log = log
+        self._warn = warn if warn is not None else log
         self._max_cameras = max(1, int(max_cameras))
         self._states: dict[str, CameraState] = {}
         self._noted: set[tuple] = set()
@@ -241,14 +280,15 @@ class DepthPipeline:
             state.metric = metric
         return state
 
-    def _note(self, key: tuple, message: str) -> None:
+    def _note(self, key: tuple, message: str,
+              log: Callable[[str], None] | None = None) -> None:
         """Log ``message`` once per ``key`` (bounded memory)."""
         if key in self._noted:
             return
         if len(self._noted) >= 256:
             self._noted.clear()
         self._noted.add(key)
-        self._log(message)
+        (log or self._log)(message)
 
     def _new_state(self, stream: str, key: tuple, camera: CameraModel, width: int,
                    height: int, replaced: bool, source: str = 'camera_info') -> CameraState:
@@ -267,12 +307,27 @@ class DepthPipeline:
         metric = self._config.metric
         if self.model is not None:
             converter = MetricConverter(self.model.card, metric)
-        state = CameraState(camera=matched, converter=converter, key=key, metric=metric)
+        state = CameraState(camera=matched, converter=converter, key=key, metric=metric,
+                            no_ray=no_ray_mask(matched))
+        self._warn_fisheye(stream, key, state)
         self._states.pop(stream, None)
         while len(self._states) >= self._max_cameras:
             self._states.pop(next(iter(self._states)))
         self._states[stream] = state
         return state
+
+    def _warn_fisheye(self, stream: str, key: tuple, state: CameraState) -> None:
+        """Warn once per camera that a raw fisheye image goes into a pinhole-trained network."""
+        camera = state.camera
+        if not (camera.has_distortion and camera.distortion_model == 'equidistant'):
+            return
+        outside = 0.0 if state.no_ray is None else float(state.no_ray.mean()) * 100
+        self._note(('fisheye', key), f'WARNING: {stream!r} is a raw equidistant (fisheye) '
+                   'image, but depth networks are trained on pinhole images: depth away from '
+                   'the image centre is unreliable. Rectify the image first (image_proc '
+                   'rectify -> image_rect, image_is_rectified: true). '
+                   f'{outside:.1f} % of the pixels have no ray in the camera model (outside '
+                   'the image circle) and are published as NaN.', self._warn)
 
     def reset(self) -> None:
         """Forget every camera's state (ray tables stay cached in the camera module)."""
@@ -346,6 +401,8 @@ class DepthPipeline:
         timings = {'decode_ms': decode_ms, **model_timings}
         t2 = time.perf_counter()
         depth, relative, report = state.converter.convert(raw, state.camera, transform, sparse)
+        depth = void_where_no_ray(depth, state)
+        relative = void_where_no_ray(relative, state)
         timings['metric_ms'] = (time.perf_counter() - t2) * 1e3
         return FrameResult(depth=depth, relative=relative, rgb=rgb, camera=state.camera,
                            scale=report, timings=timings)
