@@ -201,6 +201,7 @@ class FrameSink:
         self.reporter = ErrorReporter(log)
         self.stats = Stats()
         self.summary = summary
+        self.reasons = ReasonCounter()
 
     def run(self, msg: Any, camera_info: Any, sparse: Any, camera: Any,
             rgb: Any = None) -> Any:
@@ -232,11 +233,9 @@ class FrameSink:
         self.summary.frames_metric += bool(result.metric)
         if not result.metric:
             self.summary.frames_relative_only += 1
-            reason = relative_only_reason(report)
-            reasons = self.summary.relative_only_reasons
-            reasons[reason] = reasons.get(reason, 0) + 1
-            self.summary.relative_only_examples[reason] = relative_only_reason(report,
-                                                                               numbers=True)
+            self.reasons.add(relative_only_reason(report, numbers=True))
+            self.summary.relative_only_reasons = self.reasons.counts()
+            self.summary.relative_only_examples = self.reasons.examples()
         elif report is not None and report.accepted and report.source not in ('model', 'none') \
                 and math.isfinite(report.scale):
             self.stats.scales.append(float(report.scale))
@@ -255,6 +254,47 @@ class FrameSink:
         return summary
 
 
+class ReasonCounter:
+    """Count alike reasons (the same words, other numbers) and show the range of each number.
+
+    ``'ground_plane: the fitted floor normal is 41.2 deg ...'`` and ``'... 47.9 deg ...'``
+    are one reason, shown as ``'... is 41.2..47.9 deg ...'`` with a count of 2.
+    """
+
+    def __init__(self) -> None:
+        self._count: dict[str, int] = {}
+        self._ranges: dict[str, list[tuple[float, str, float, str]]] = {}
+        self._last: dict[str, str] = {}
+
+    def add(self, reason: str) -> None:
+        """Count one reason (with its numbers)."""
+        key = _NUMBER.sub('\x00', reason)      # the words; each number a placeholder
+        numbers = [m.group(0) for m in _NUMBER.finditer(reason)]
+        ranges = self._ranges.get(key)
+        if ranges is None or len(ranges) != len(numbers):
+            ranges = [(float(n), n, float(n), n) for n in numbers]
+        else:
+            ranges = [(lo, lo_text, hi, hi_text) if lo <= float(n) <= hi else
+                      (float(n), n, hi, hi_text) if float(n) < lo else (lo, lo_text, float(n), n)
+                      for (lo, lo_text, hi, hi_text), n in zip(ranges, numbers)]
+        self._ranges[key] = ranges
+        self._count[key] = self._count.get(key, 0) + 1
+        self._last[key] = reason
+
+    def _shown(self, key: str) -> str:
+        words = key.split('\x00')
+        numbers = [lo if lo == hi else f'{lo}..{hi}' for _, lo, _, hi in self._ranges[key]]
+        return ''.join(w + n for w, n in zip(words, numbers + ['']))
+
+    def counts(self) -> dict[str, int]:
+        """Return {reason with its numbers (or their range): frames}."""
+        return {self._shown(k): n for k, n in self._count.items()}
+
+    def examples(self) -> dict[str, str]:
+        """Return {reason as in :meth:`counts`: its last message, numbers as they were}."""
+        return {self._shown(k): self._last[k] for k in self._count}
+
+
 _NO_SCALE = re.compile(r'^no metric scale \((?P<source>[^)]*)\): (?P<why>.*?)'
                        r'(; publishing the relative map only)?$', re.S)
 _NUMBER = re.compile(r'(?<![A-Za-z_])[-+]?\d+(\.\d+)?(e[-+]?\d+)?')
@@ -263,7 +303,8 @@ _NUMBER = re.compile(r'(?<![A-Za-z_])[-+]?\d+(\.\d+)?(e[-+]?\d+)?')
 def relative_only_reason(report: Any, numbers: bool = False) -> str:
     """Return a short key of why a frame got no metric scale (numbers as N, to count alike).
 
-    With ``numbers`` the numbers are kept (the message as it was, for the summary).
+    With ``numbers`` the numbers are kept (the message as it was; :class:`ReasonCounter`
+    counts alike ones and shows their ranges).
 
     From the metric layer's ``ScaleReport.message``: ``'no scale source (scale_source
     none)'``, ``'sparse_depth: no sparse depth image for this frame'``, ``'ground_plane: only

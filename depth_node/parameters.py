@@ -133,6 +133,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        'a flat floor, metres.', _METRIC, min_value=0.0, max_value=100.0),
     _p('ground_max_tilt_deg', 15.0, 'ground_plane: largest accepted angle between the fitted '
        'floor normal and the expected up direction.', _METRIC, min_value=0.1, max_value=89.9),
+    _p('ground_up', [0.0, -1.0, 0.0], 'ground_plane: the up direction in the camera optical '
+       'frame (x right, y down, z forward): 0 -1 0 for a level camera; pitched down by p '
+       'degrees: 0 -cos(p) -sin(p) (20 deg: 0 -0.940 -0.342; 35 deg: 0 -0.819 -0.574). '
+       'ground_max_tilt_deg is measured from it.', _METRIC),
     _p('ground_region', 0.4, 'ground_plane: lower fraction of the image searched for the '
        'floor.', _METRIC, min_value=0.05, max_value=1.0),
     _p('sparse_min_points', 50, 'sparse_depth: fewest valid points for a scale fit.', _METRIC,
