@@ -38,3 +38,36 @@ def test_soak_memory_threads_and_counters_stay_consistent(tmp_path):
     # resident memory after warm-up (the first fifth): the peak of the last half within 5 % of
     # the peak of the half before it
     assert figures['rss_growth'] <= 0.05, figures['samples']
+
+
+def test_bench_node_stops_at_once_when_the_node_cannot_configure(tmp_path):
+    """A wrong card path is the node's configure error, in seconds, not a 2-minute wait."""
+    from depth_node.bench_node import run_node_bench
+    from depth_node.errors import DepthNodeError
+    model = build_tiny_onnx(tmp_path / 'tiny.onnx')
+    with pytest.raises(DepthNodeError, match='could not configure') as caught:
+        run_node_bench(str(model), 64, 48, frames=1, backend='onnxruntime',
+                       card=str(tmp_path / 'missing.card.yaml'))
+    assert 'missing.card.yaml does not exist' in str(caught.value)
+
+
+def test_bench_node_says_why_a_relative_model_without_scale_gives_no_depth(tmp_path):
+    from depth_node.bench_node import run_node_bench
+    from depth_node.errors import DepthNodeError
+    model = build_tiny_onnx(tmp_path / 'tiny.onnx')
+    card = tmp_path / 'tiny.card.yaml'
+    card.write_text(card.read_text().replace('metric_depth', 'relative_depth'))
+    with pytest.raises(DepthNodeError, match='scale_source=fixed') as caught:
+        run_node_bench(str(model), 64, 48, frames=1, backend='onnxruntime',
+                       params=['scale_source=none'])
+    assert '[nothing_to_publish]' in str(caught.value)
+
+
+def test_bench_node_parameters():
+    from depth_node.bench_node import node_parameters
+    from depth_node.errors import DepthNodeError
+    assert node_parameters() == {'scale_source': 'fixed'}
+    assert node_parameters('c.card.yaml', ['scale_source=none', ' fixed_scale =2']) == {
+        'scale_source': 'none', 'card_file_path': 'c.card.yaml', 'fixed_scale': '2'}
+    with pytest.raises(DepthNodeError, match='NAME=VALUE'):
+        node_parameters(params=['scale_source'])

@@ -207,6 +207,9 @@ class Rig:
         while time.monotonic() < deadline:
             if self.node.poll() is not None:
                 raise DepthNodeError('the node exited during start-up:\n' + self.log_tail())
+            if 'configure failed' in self.log_tail():
+                raise DepthNodeError('the node could not configure (its log follows); fix '
+                                     'the model, card or flags:\n' + self.log_tail())
             ready = (self.image_pub.get_subscription_count() >= (2 if self.relay else 1)
                      and self.node_ros.count_publishers('/depth/image') > 0)
             if ready:
@@ -228,6 +231,18 @@ class Rig:
         self.info_pub.publish(pinhole_camera_info(self.factory, header, self.width,
                                                   self.height))
         return ns
+
+    def wait_first_output(self, stamp: int, timeout: float = 120.0) -> None:
+        """Wait for the first depth/image; raise at once when the node says it has none."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.wait_output(stamp, 0.25):
+                return
+            if self.node.poll() is not None or '[nothing_to_publish]' in self.log_tail():
+                break
+        raise DepthNodeError('the node published no depth/image for the first frame (its log '
+                             'follows); a relative model needs a scale source, e.g. --param '
+                             'scale_source=fixed:\n' + self.log_tail())
 
     def wait_output(self, stamp: int, timeout: float) -> bool:
         """Wait until depth/image of ``stamp`` arrived."""
@@ -271,14 +286,36 @@ def _latencies(rig_: Rig, sent: list[int], name: str) -> list[float]:
     return [(arrivals[s] - s) / 1e6 for s in sent if s in arrivals]
 
 
+# a relative model publishes depth/image only with a scale source; metric models ignore it
+DEFAULT_NODE_PARAMETERS = {'scale_source': 'fixed'}
+
+
+def node_parameters(card: str | None = None, params: list[str] | None = None
+                    ) -> dict[str, Any]:
+    """Node parameters of a benchmark run: the defaults, the card file, ``NAME=VALUE`` items."""
+    values: dict[str, Any] = dict(DEFAULT_NODE_PARAMETERS)
+    if card:
+        values['card_file_path'] = str(card)
+    for item in params or ():
+        name, sep, value = item.partition('=')
+        if not sep or not name.strip():
+            raise DepthNodeError(f'--param {item!r} is not NAME=VALUE',
+                                 'Write node parameters as e.g. --param scale_source=fixed.')
+        values[name.strip()] = value
+    return values
+
+
 def run_node_bench(model: str, width: int, height: int, frames: int = 50,
-                   backend: str = 'auto', rate: float | None = None) -> dict[str, Any]:
+                   backend: str = 'auto', rate: float | None = None,
+                   card: str | None = None, params: list[str] | None = None
+                   ) -> dict[str, Any]:
     """Measure the node on a real graph (see the module docstring); returns the figures."""
-    with rig(model, width, height, backend=backend) as bench:
+    with rig(model, width, height, backend=backend,
+             extra_parameters=node_parameters(card, params)) as bench:
         bench.wait_ready()
         warm = [bench.send() for _ in range(1)]
         t0 = time.monotonic()
-        bench.wait_output(warm[0], 120.0)
+        bench.wait_first_output(warm[0])
         first_ms = (time.monotonic() - t0) * 1e3
         period = 1.0 / rate if rate else max(0.05, 2.0 * first_ms / 1e3)
         for _ in range(3):                        # warm-up frames, not measured
@@ -313,10 +350,12 @@ def run_node_bench(model: str, width: int, height: int, frames: int = 50,
 
 
 def soak(model: str, width: int, height: int, frames: int, backend: str = 'auto',
-         sample_every: int = 100) -> dict[str, Any]:
+         sample_every: int = 100, card: str | None = None, params: list[str] | None = None
+         ) -> dict[str, Any]:
     """Drive ``frames`` frames as fast as the node takes them; memory, threads and counters."""
     samples: list[dict[str, int]] = []
-    with rig(model, width, height, backend=backend, relay=False) as bench:
+    with rig(model, width, height, backend=backend, relay=False,
+             extra_parameters=node_parameters(card, params)) as bench:
         bench.wait_ready()
         sent: list[int] = []
         for i in range(frames):
@@ -358,6 +397,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags of ``depth-node bench node``."""
     from depth_node.tools.arguments import parse_resolution
     parser.add_argument('--model', required=True, help='model file (ONNX with its card, ...)')
+    parser.add_argument('--card', default=None,
+                        help='model card file, when it is not <model>.card.yaml beside the '
+                             'model (the node parameter card_file_path)')
+    parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+                        help='node parameter, repeatable (default scale_source=fixed, so a '
+                             'relative model publishes depth/image; metric models ignore it)')
     parser.add_argument('--resolution', type=parse_resolution, default=(640, 480),
                         metavar='WxH', help='image size (default 640x480)')
     parser.add_argument('--frames', type=int, default=50, help='measured frames (default 50)')
@@ -374,10 +419,11 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``depth-node bench node``."""
     width, height = args.resolution
     if args.soak:
-        figures = soak(args.model, width, height, args.frames, args.backend)
+        figures = soak(args.model, width, height, args.frames, args.backend, card=args.card,
+                       params=args.param)
     else:
         figures = run_node_bench(args.model, width, height, args.frames, args.backend,
-                                 args.rate)
+                                 args.rate, card=args.card, params=args.param)
     if args.json:
         print(json.dumps(figures))
     else:
