@@ -227,6 +227,11 @@ class DepthNode(LifecycleNode):
         self._camera_errors = parameters.validate_cameras(self._values['cameras'])
         cameras = self._declare_cameras() if not self._camera_errors else []
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # validate in the set callback, apply once every callback accepted (Jazzy+; Humble's
+        # rclpy has no post-set callback and applies in _on_set_parameters)
+        self._has_post_set_callback = hasattr(self, 'add_post_set_parameters_callback')
+        if self._has_post_set_callback:
+            self.add_post_set_parameters_callback(self._on_parameters_set)
 
         self._factory = rclpy_factory()
         self._reporter = ErrorReporter(self.get_logger().warning)
@@ -316,25 +321,42 @@ class DepthNode(LifecycleNode):
         return self._worker is not None and self._worker.is_alive()
 
     # -- parameters -------------------------------------------------------------------------
-    def _on_set_parameters(self, params: list[Any]) -> Any:
+    def _parameter_changes(self, params: list[Any]) -> tuple[dict[str, Any], list[str]]:
+        """Return the parameter values after ``params`` and the names of ours among them."""
         new = dict(self._values)
         changed = []
         for param in params:
             if param.name in parameters.BY_NAME:
                 new[param.name] = normalize_value(param.value)
                 changed.append(param.name)
+        return new, changed
+
+    def _on_set_parameters(self, params: list[Any]) -> Any:
+        """Validate a parameter change; nothing changes here (another callback may refuse).
+
+        The change is applied by :meth:`_on_parameters_set` once every set-parameters
+        callback accepted it (rclpy's post-set callback, Jazzy and newer). Humble's rclpy has
+        no post-set callback: there it is applied here, after our own checks, as the last step.
+        """
+        new, changed = self._parameter_changes(params)
         reasons = [r for name in changed if (r := parameters.validate(name, new[name]))]
         before = set(parameters.validate_all(self._values))
         reasons += [r for r in parameters.validate_all(new) if r not in before and
                     r not in reasons]
         if reasons:
             return SetParametersResult(successful=False, reason='; '.join(reasons))
+        if not self._has_post_set_callback:
+            self._on_parameters_set(params)
+        return SetParametersResult(successful=True)
+
+    def _on_parameters_set(self, params: list[Any]) -> None:
+        """Apply an accepted parameter change (post-set callback)."""
+        new, changed = self._parameter_changes(params)
         if not changed:
-            return SetParametersResult(successful=True)
+            return
         old = self._values
         self._values = new
         self._apply_live_update(old, new, changed)
-        return SetParametersResult(successful=True)
 
     def _apply_live_update(self, old: Mapping[str, Any], new: Mapping[str, Any],
                            changed: list[str]) -> None:

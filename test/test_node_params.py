@@ -134,3 +134,38 @@ def test_parameter_services(graph, node):
     assert (values[0].double_value, values[1].string_value) == (0.5, 'exact')
     descriptor = result(client.describe_parameters(['point_decimation'])).descriptors[0]
     assert descriptor.integer_range[0].from_value == 1
+
+
+def _refuse_min_range(params):
+    from rcl_interfaces.msg import SetParametersResult
+    refused = any(p.name == 'min_range' for p in params)
+    return SetParametersResult(successful=not refused, reason='refused by another callback')
+
+
+def test_change_refused_by_another_callback_leaves_the_node_unchanged(node):
+    assert node.trigger_configure().name == 'SUCCESS'
+    assert node._has_post_set_callback            # Jazzy: applied in the post-set callback
+    # rclpy runs the newest callback first: ours must run before the one that refuses
+    node.remove_on_set_parameters_callback(node._on_set_parameters)
+    node.add_on_set_parameters_callback(_refuse_min_range)
+    node.add_on_set_parameters_callback(node._on_set_parameters)
+    result = set_one(node, 'min_range', 0.5)
+    assert not result.successful and 'another callback' in result.reason
+    assert node.get_parameter('min_range').value == 0.1 and node.values['min_range'] == 0.1
+    assert node._pending_config is None           # the pipeline was not told either
+    assert set_one(node, 'max_range', 15.0).successful       # others still apply
+    assert node.values['max_range'] == 15.0 and node._pending_config[0].metric.max_range == 15.0
+
+
+def test_without_a_post_set_callback_the_change_is_applied_in_the_handler(graph, monkeypatch):
+    from rclpy.node import Node
+    monkeypatch.delattr(Node, 'add_post_set_parameters_callback')   # as on Humble
+    node = graph.depth_node(model=helpers.FakeModel(), model_file_path='zoo')
+    try:
+        assert not node._has_post_set_callback
+        assert set_one(node, 'max_range', 12.0).successful
+        assert node.values['max_range'] == 12.0
+        assert not set_one(node, 'max_range', 0.05).successful
+        assert node.values['max_range'] == 12.0
+    finally:
+        graph.remove_all()
