@@ -42,8 +42,8 @@ def test_soak_memory_threads_and_counters_stay_consistent(tmp_path):
 
 def test_bench_node_stops_at_once_when_the_node_cannot_configure(tmp_path):
     """A wrong card path is the node's configure error, in seconds, not a 2-minute wait."""
-    from depth_node.bench_node import run_node_bench
     from depth_node.errors import DepthNodeError
+    from depth_node.tools.bench_node import run_node_bench
     model = build_tiny_onnx(tmp_path / 'tiny.onnx')
     with pytest.raises(DepthNodeError, match='could not configure') as caught:
         run_node_bench(str(model), 64, 48, frames=1, backend='onnxruntime',
@@ -52,8 +52,8 @@ def test_bench_node_stops_at_once_when_the_node_cannot_configure(tmp_path):
 
 
 def test_bench_node_says_why_a_relative_model_without_scale_gives_no_depth(tmp_path):
-    from depth_node.bench_node import run_node_bench
     from depth_node.errors import DepthNodeError
+    from depth_node.tools.bench_node import run_node_bench
     model = build_tiny_onnx(tmp_path / 'tiny.onnx')
     card = tmp_path / 'tiny.card.yaml'
     card.write_text(card.read_text().replace('metric_depth', 'relative_depth'))
@@ -64,8 +64,8 @@ def test_bench_node_says_why_a_relative_model_without_scale_gives_no_depth(tmp_p
 
 
 def test_bench_node_parameters():
-    from depth_node.bench_node import node_parameters
     from depth_node.errors import DepthNodeError
+    from depth_node.tools.bench_node import node_parameters
     assert node_parameters() == {'scale_source': 'fixed'}
     assert node_parameters('c.card.yaml', ['scale_source=none', ' fixed_scale =2']) == {
         'scale_source': 'none', 'card_file_path': 'c.card.yaml', 'fixed_scale': '2'}

@@ -232,16 +232,26 @@ class Rig:
                                                   self.height))
         return ns
 
-    def wait_first_output(self, stamp: int, timeout: float = 120.0) -> None:
-        """Wait for the first depth/image; raise at once when the node says it has none."""
+    def first_output(self, timeout: float = 120.0, resend_s: float = 5.0) -> float:
+        """Send frames until the first depth/image arrives; returns its latency in seconds.
+
+        A best-effort camera may lose the first frame, so a frame is sent again every
+        ``resend_s``; raises at once when the node exits or says it has nothing to publish.
+        """
         deadline = time.monotonic() + timeout
+        sent: list[tuple[int, float]] = []
         while time.monotonic() < deadline:
-            if self.wait_output(stamp, 0.25):
-                return
+            if not sent or time.monotonic() - sent[-1][1] > resend_s:
+                sent.append((self.send(), time.monotonic()))
+            time.sleep(0.05)
+            with self._lock:
+                arrived = [(stamp, t) for stamp, t in sent if stamp in self.arrivals['depth']]
+            if arrived:
+                return time.monotonic() - arrived[0][1]
             if self.node.poll() is not None or '[nothing_to_publish]' in self.log_tail():
                 break
-        raise DepthNodeError('the node published no depth/image for the first frame (its log '
-                             'follows); a relative model needs a scale source, e.g. --param '
+        raise DepthNodeError('the node published no depth/image (its log follows); a '
+                             'relative model needs a scale source, e.g. --param '
                              'scale_source=fixed:\n' + self.log_tail())
 
     def wait_output(self, stamp: int, timeout: float) -> bool:
@@ -313,10 +323,7 @@ def run_node_bench(model: str, width: int, height: int, frames: int = 50,
     with rig(model, width, height, backend=backend,
              extra_parameters=node_parameters(card, params)) as bench:
         bench.wait_ready()
-        warm = [bench.send() for _ in range(1)]
-        t0 = time.monotonic()
-        bench.wait_first_output(warm[0])
-        first_ms = (time.monotonic() - t0) * 1e3
+        first_ms = bench.first_output() * 1e3
         period = 1.0 / rate if rate else max(0.05, 2.0 * first_ms / 1e3)
         for _ in range(3):                        # warm-up frames, not measured
             bench.wait_output(bench.send(), 10 * period + 5)
