@@ -246,6 +246,9 @@ def open_model(model_path: Any, overrides: dict[str, Any] | None = None, backend
         from depth_node.errors import ModelError
         raise ModelError(f'Model file {path} does not exist.',
                          'Check the path, or export one with depth-node export.')
+    if isinstance(model_path, (str, Path)) and ('/' in str(model_path) or path.suffix):
+        from depth_node.models.model_path import check_model_path
+        check_model_path(str(model_path), 'model')   # a path never goes to the hub
     is_file_model = path.is_file() and path.suffix.lower() in MODEL_FILE_SUFFIXES
     card: ModelCard | None = None
     if is_file_model or card_path is not None or (path.exists() and card_path_for(path).is_file()):

@@ -103,3 +103,20 @@ def test_only_org_name_ids_are_hub_ids():
         assert not is_hub_id(path), path
     assert check_model_path('org/name') == 'hub'
     assert check_model_path('depth-anything-v2-small') == 'zoo'
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('x.pt', 'no such file or folder (not sent to the model hub'),
+    ('m.tflite', '.tflite is not a model kind'),
+])
+def test_open_model_never_sends_a_path_to_the_hub(tmp_path, no_hub, monkeypatch, name,
+                                                  expected):
+    """The node, the benchmarks and evaluate load through open_model: the same check."""
+    from depth_node.errors import ModelError
+    from depth_node.runner import open_model
+    monkeypatch.chdir(tmp_path)
+    if name.endswith('.tflite'):
+        (tmp_path / name).write_bytes(b'TFL3')
+    with pytest.raises(ModelError, match='takes an ONNX file') as error:
+        open_model(name, backend='torch', log=lambda m: None)
+    assert expected in str(error.value) and str(error.value).startswith(f'model {name}')

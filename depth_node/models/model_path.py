@@ -35,8 +35,10 @@ def is_hub_id(text: str) -> bool:
     return bool(_HUB_ID.match(text)) and not text.lower().endswith(_FILE_SUFFIXES)
 
 
-def check_model_path(model: str) -> str:
+def check_model_path(model: str, what: str = '--model') -> str:
     """Return the kind of model ``model`` names: onnx, engine, torchscript, folder, zoo, hub.
+
+    :param what: how the user gave it (``--model``, ``model_file_path``), for the message.
 
     :raises ModelError: a file of a kind no backend runs (``.tflite``, a card given as the
         model, ...), or a path that does not exist (it is not sent to the hub).
@@ -51,18 +53,18 @@ def check_model_path(model: str) -> str:
             if suffix in suffixes:
                 return kind
         if suffix in CARD_SUFFIXES:
-            raise ModelError(f'--model {model} is a YAML file (a model card?), not a model.',
-                             'Give the model with --model and its card with --card; '
-                             f'--model takes {SUPPORTED}.')
-        raise ModelError(f'--model {model}: {suffix or "a file without suffix"} is not a '
+            raise ModelError(f'{what} {model} is a YAML file (a model card?), not a model.',
+                             'Give the model there and its card as the card (--card, '
+                             f'card_file_path); {what} takes {SUPPORTED}.')
+        raise ModelError(f'{what} {model}: {suffix or "a file without suffix"} is not a '
                          'model kind depth_node runs.',
-                         f'Convert it to ONNX; --model takes {SUPPORTED}.')
+                         f'Convert it to ONNX; {what} takes {SUPPORTED}.')
     from depth_node.models.zoo import find_entry
     if find_entry(model) is not None:
         return 'zoo'
     if is_hub_id(model):
         return 'hub'
-    raise ModelError(f'--model {model}: no such file or folder'
+    raise ModelError(f'{what} {model}: no such file or folder'
                      + (' (not sent to the model hub: hub ids read org/name)'
                         if '/' in model or suffix else ', and not a model zoo name') + '.',
-                     f'Check the path; --model takes {SUPPORTED}.')
+                     f'Check the path; {what} takes {SUPPORTED}.')
