@@ -27,16 +27,17 @@ work in place on numpy arrays and on torch tensors (CPU or CUDA) alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 import math
 from typing import Any
 
+from depth_node import parameters
 from depth_node.errors import DepthNodeError, MissingCameraInfoError, SizeMismatchError
 import numpy as np
 
-SCALE_SOURCES = ('none', 'sparse_depth', 'ground_plane', 'fixed')
+SCALE_SOURCES = parameters.choices('scale_source')
 OUTPUT_KINDS = ('metric_depth', 'relative_depth', 'relative_inverse_depth')
-TOO_CLOSE = ('neg_inf', 'nan')
+TOO_CLOSE = parameters.choices('too_close')
 
 # RANSAC / least-median-of-squares settings of the robust fits (not user parameters)
 _N_HYPOTHESES = 256
@@ -75,63 +76,33 @@ class MetricConfig:
         pixel is a flying pixel (NaN); 0 disables the filter.
     """
 
-    scale_source: str = 'none'
-    fixed_scale: float = 1.0
-    fixed_shift: float = 0.0
-    camera_height: float = 0.0
-    ground_up: tuple[float, float, float] = (0.0, -1.0, 0.0)
-    ground_max_tilt_deg: float = 15.0
-    ground_region: float = 0.4
-    sparse_min_points: int = 50
-    sparse_outlier_threshold: float = 3.0
-    scale_smoothing: float = 0.3
-    scale_max_jump: float = 0.25
-    scale_reinit_frames: int = 5
-    scale_hold_frames: int = 30
-    min_range: float = 0.1
-    max_range: float = 20.0
-    too_close: str = 'neg_inf'
-    edge_threshold: float = 0.1
+    scale_source: str = parameters.default('scale_source')
+    fixed_scale: float = parameters.default('fixed_scale')
+    fixed_shift: float = parameters.default('fixed_shift')
+    camera_height: float = parameters.default('camera_height')
+    ground_up: tuple[float, float, float] = tuple(parameters.default('ground_up'))
+    ground_max_tilt_deg: float = parameters.default('ground_max_tilt_deg')
+    ground_region: float = parameters.default('ground_region')
+    sparse_min_points: int = parameters.default('sparse_min_points')
+    sparse_outlier_threshold: float = parameters.default('sparse_outlier_threshold')
+    scale_smoothing: float = parameters.default('scale_smoothing')
+    scale_max_jump: float = parameters.default('scale_max_jump')
+    scale_reinit_frames: int = parameters.default('scale_reinit_frames')
+    scale_hold_frames: int = parameters.default('scale_hold_frames')
+    min_range: float = parameters.default('min_range')
+    max_range: float = parameters.default('max_range')
+    too_close: str = parameters.default('too_close')
+    edge_threshold: float = parameters.default('edge_threshold')
 
     def validate(self) -> MetricConfig:
-        """Check the values; raises :class:`DepthNodeError` naming the bad parameter."""
-        def bad(name: str, why: str) -> DepthNodeError:
-            return DepthNodeError(f'Metric parameter {name}={getattr(self, name)!r} {why}.',
-                                  'Fix the parameter (see doc/metric.md).')
-        if self.scale_source not in SCALE_SOURCES:
-            raise bad('scale_source', f'is not one of {SCALE_SOURCES}')
-        if self.too_close not in TOO_CLOSE:
-            raise bad('too_close', f'is not one of {TOO_CLOSE}')
-        if not (math.isfinite(self.fixed_scale) and self.fixed_scale > 0):
-            raise bad('fixed_scale', 'must be a positive number')
-        if not math.isfinite(self.fixed_shift):
-            raise bad('fixed_shift', 'must be finite')
-        if self.scale_source == 'ground_plane' and not self.camera_height > 0:
-            raise bad('camera_height', 'must be > 0 (metres above the floor) for ground_plane')
-        up = np.asarray(self.ground_up, dtype=float)
-        if up.shape != (3,) or not np.all(np.isfinite(up)) or np.linalg.norm(up) == 0:
-            raise bad('ground_up', 'must be a non-zero 3-vector')
-        if not 0 < self.ground_max_tilt_deg < 90:
-            raise bad('ground_max_tilt_deg', 'must be in (0, 90)')
-        if not 0 < self.ground_region <= 1:
-            raise bad('ground_region', 'must be in (0, 1]')
-        if self.sparse_min_points < 3:
-            raise bad('sparse_min_points', 'must be >= 3')
-        if not self.sparse_outlier_threshold > 0:
-            raise bad('sparse_outlier_threshold', 'must be > 0')
-        if not 0 < self.scale_smoothing <= 1:
-            raise bad('scale_smoothing', 'must be in (0, 1]')
-        if not self.scale_max_jump > 0:
-            raise bad('scale_max_jump', 'must be > 0')
-        if self.scale_reinit_frames < 1:
-            raise bad('scale_reinit_frames', 'must be >= 1')
-        if self.scale_hold_frames < 0:
-            raise bad('scale_hold_frames', 'must be >= 0')
-        if not (0 <= self.min_range < self.max_range):
-            raise bad('min_range', f'must be >= 0 and below max_range={self.max_range}')
-        if not self.edge_threshold >= 0:
-            raise bad('edge_threshold', 'must be >= 0 (0 disables the filter)')
+        """Check the values with the parameter table; raises DepthNodeError naming them."""
+        parameters.check(self.values(), 'Fix the parameter (see doc/metric.md).')
         return self
+
+    def values(self) -> dict[str, Any]:
+        """Return the settings as a parameter mapping, vectors as lists."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
 
 
 @dataclass

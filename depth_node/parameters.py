@@ -5,8 +5,14 @@ read-only flags), the ``depth-node bag`` tool turns the same table into command-
 (``min_range`` -> ``--min-range``), and the README's parameter table is generated from it
 (``python -m depth_node.parameters``), so a default can never differ between them.
 
-Card overrides (``network_image_width``, ``image_mean``, ...) use an "unset" value (``''``,
-``0`` or ``[]``) meaning "take it from the model card"; ROS parameters cannot be ``None``.
+It is also the one place for a range, a choice or a default: :func:`validate` /
+:func:`validate_all` / :func:`check` are the only validator (the node, the tools, and the
+pipeline's and metric layer's configs use them), and other modules read choices and defaults
+from here (:func:`choices`, :func:`default`).
+
+Card overrides (``network_image_width``, ``image_mean``, ...) use an "unset" value (the
+default: ``''``, ``0`` or ``[0.0]``) meaning "take it from the model card"; ROS parameters
+cannot be ``None`` (:func:`card_overrides`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+import math
 from typing import Any
+
+from depth_node.errors import DepthNodeError
 
 
 @dataclass(frozen=True)
@@ -289,10 +298,14 @@ def validate(name: str, value: Any) -> str | None:
             return f'{name} must be a list of strings, got {value!r}'
         return '; '.join(validate_cameras(value) if name == 'cameras' else []) or None
     if expected is list:
-        if not isinstance(value, (list, tuple)):
-            return f'{name} must be a list of numbers, got {value!r}'
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in value):
+            return f'{name} must be a list of finite numbers, got {value!r}'
     elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         return f'{name} must be a {spec.type_name}, got {type(value).__name__} {value!r}'
+    if expected is float and not math.isfinite(value):
+        return f'{name} must be a finite number, got {value!r}'
     if spec.choices and value not in spec.choices:
         allowed = ', '.join(repr(c) for c in spec.choices if c)
         return f'{name} must be one of {allowed}, got {value!r}'
@@ -303,6 +316,8 @@ def validate(name: str, value: Any) -> str | None:
     if spec.card_field and expected is list and list(value) not in ([], [0.0]) \
             and len(value) != 3:
         return f'{name} must have 3 values (one per channel), got {len(value)}'
+    if name == 'ground_up' and (len(value) != 3 or not any(value)):
+        return f'ground_up must be a non-zero 3-vector (x, y, z), got {list(value)!r}'
     return None
 
 
@@ -315,18 +330,47 @@ def validate_all(values: Mapping[str, Any]) -> list[str]:
     if values.get('scale_source') == 'ground_plane' and not values.get('camera_height'):
         reasons.append('scale_source ground_plane needs camera_height > 0 (metres above the '
                        'floor)')
+    lo, hi = values.get('colorize_min_depth'), values.get('colorize_max_depth')
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and hi and lo >= hi:
+        reasons.append(f'colorize_max_depth ({hi}) must be greater than colorize_min_depth '
+                       f'({lo}) (0 and 0 = automatic range)')
     return reasons
 
 
-def card_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the card fields set in ``values`` (unset values — '', 0, [] — are left out)."""
+def default(name: str) -> Any:
+    """Return the default of one parameter (a fresh list for list parameters)."""
+    value = BY_NAME[name].default
+    return list(value) if isinstance(value, list) else value
+
+
+def choices(name: str) -> tuple[str, ...]:
+    """Return the choices of one parameter, without the '' that means "from the card"."""
+    return tuple(c for c in BY_NAME[name].choices if c)
+
+
+def check(values: Mapping[str, Any], hint: str) -> None:
+    """Raise :class:`~depth_node.errors.DepthNodeError` naming every invalid value.
+
+    The one validator of every parameter: the node's set-parameters callback, the tools'
+    flags and the pipeline's and metric layer's configs all come here.
+    """
+    reasons = validate_all(values)
+    if reasons:
+        raise DepthNodeError('Invalid parameters: ' + '; '.join(reasons) + '.', hint)
+
+
+def card_overrides(values: Mapping[str, Any] | argparse.Namespace) -> dict[str, Any]:
+    """Return the card fields set in ``values``: parameter values or a command line's namespace.
+
+    Unset is ``None`` (a flag not given) or the parameter's default (``''``, ``0``, ``[0.0]``:
+    ROS parameters cannot be None); other keys are ignored. Lists become tuples.
+    """
+    data = vars(values) if isinstance(values, argparse.Namespace) else values
     out: dict[str, Any] = {}
     for spec in PARAMETERS:
-        if not spec.card_field or spec.name not in values:
-            continue
-        value = values[spec.name]
-        if value in ('', 0, 0.0, None) or (isinstance(value, (list, tuple))
-                                           and list(value) in ([], [0.0])):
+        value = data.get(spec.name) if spec.card_field else None
+        if value is None or value == spec.default or (
+                isinstance(value, (list, tuple)) and list(value) in ([], spec.default)):
             continue
         out[spec.name] = tuple(value) if isinstance(value, (list, tuple)) else value
     return out

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, fields
 import time
 from typing import Any, TYPE_CHECKING
 
+from depth_node import parameters
 from depth_node.camera import CameraModel
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
 from depth_node.device import float32_of, is_torch, reciprocal
@@ -53,8 +54,8 @@ if TYPE_CHECKING:   # the seam to the model layer; any DepthPredictor will do
     from depth_node.runner import DepthPredictor
 
 OUTPUTS = ('depth/image', 'depth/camera_info', 'points', 'depth/relative', 'depth/colorized')
-OUTPUT_ENCODINGS = ('32FC1', '16UC1')
-POINT_CLOUD_FIELDS = ('xyz', 'xyzrgb')
+OUTPUT_ENCODINGS = parameters.choices('output_encoding')
+POINT_CLOUD_FIELDS = parameters.choices('point_cloud_fields')
 
 
 @dataclass
@@ -65,12 +66,12 @@ class PipelineConfig:
     node or tool with :meth:`from_values`.
     """
 
-    output_encoding: str = '32FC1'
-    point_cloud_fields: str = 'xyz'
-    point_decimation: int = 1
-    image_is_rectified: bool = False
-    colorize_min_depth: float = 0.0
-    colorize_max_depth: float = 0.0
+    output_encoding: str = parameters.default('output_encoding')
+    point_cloud_fields: str = parameters.default('point_cloud_fields')
+    point_decimation: int = parameters.default('point_decimation')
+    image_is_rectified: bool = parameters.default('image_is_rectified')
+    colorize_min_depth: float = parameters.default('colorize_min_depth')
+    colorize_max_depth: float = parameters.default('colorize_max_depth')
     metric: MetricConfig = field(default_factory=MetricConfig)
 
     @classmethod
@@ -83,23 +84,10 @@ class PipelineConfig:
         return cls(metric=metric, **{k: v for k, v in values.items() if k in own})
 
     def validate(self) -> PipelineConfig:
-        """Check the values; raises :class:`DepthNodeError` naming the bad parameter."""
-        def bad(name: str, why: str) -> DepthNodeError:
-            return DepthNodeError(f'Pipeline parameter {name}={getattr(self, name)!r} {why}.',
-                                  'Fix the parameter (see the parameter table in the README).')
-        if self.output_encoding not in OUTPUT_ENCODINGS:
-            raise bad('output_encoding', f'is not one of {OUTPUT_ENCODINGS}')
-        if self.point_cloud_fields not in POINT_CLOUD_FIELDS:
-            raise bad('point_cloud_fields', f'is not one of {POINT_CLOUD_FIELDS}')
-        decimation = self.point_decimation
-        if isinstance(decimation, bool) or not isinstance(decimation, (int, np.integer)) \
-                or decimation < 1:
-            raise bad('point_decimation', 'must be an integer >= 1')
-        lo, hi = self.colorize_min_depth, self.colorize_max_depth
-        if not (lo >= 0 and hi >= 0) or (hi and lo >= hi):
-            raise bad('colorize_min_depth', f'must be >= 0 and below colorize_max_depth={hi} '
-                      '(0 and 0 = automatic range)')
-        self.metric.validate()
+        """Check the values with the parameter table; raises DepthNodeError naming them."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'metric'}
+        parameters.check({**own, **self.metric.values()},
+                         'Fix the parameter (see the parameter table in the README).')
         return self
 
 

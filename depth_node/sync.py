@@ -40,10 +40,11 @@ import threading
 import time
 from typing import Any
 
+from depth_node import parameters
 from depth_node.errors import MissingCameraInfoError
 from depth_node.messages import stamp_ns
 
-SYNC_POLICIES = ('exact', 'approximate', 'latest', 'latest_before')
+SYNC_POLICIES = parameters.choices('sync_policy')
 
 
 def _fmt_ns(ns: int) -> str:

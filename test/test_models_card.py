@@ -8,7 +8,6 @@ from pathlib import Path
 from depth_node.errors import CardError
 from depth_node.models.card import (
     CARD_FIELDS,
-    card_overrides,
     card_path_for,
     coerce_field,
     INTERPOLATIONS,
@@ -18,6 +17,7 @@ from depth_node.models.card import (
     OUTPUT_KINDS,
     RESIZE_MODES,
 )
+from depth_node.parameters import card_overrides
 from depth_node.tools.arguments import add_card_arguments
 import numpy as np
 import pytest

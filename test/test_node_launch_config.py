@@ -123,12 +123,29 @@ def test_config_keys_are_known_parameters_with_valid_values(path):
     assert parameters.validate_all(merged) == []
 
 
+@pytest.mark.parametrize('path', CONFIGS, ids=[p.name for p in CONFIGS])
+def test_config_lists_only_values_that_differ_from_the_defaults(path):
+    values = next(iter(yaml.safe_load(path.read_text()).values()))['ros__parameters']
+    restated = []
+    for name, value in values.items():
+        camera, _, key = name.rpartition('.')
+        if camera and key in parameters.CAMERA_PARAMETERS:
+            default = parameters.camera_defaults(camera)[key]
+        elif name in parameters.BY_NAME:
+            default = parameters.BY_NAME[name].default
+        else:
+            continue
+        if value == default:
+            restated.append(name)
+    assert restated == [], f'{path.name} restates defaults (they would go stale): {restated}'
+
+
 def test_jetson_profile_is_lighter_than_desktop():
     desktop = yaml.safe_load((REPO / 'config' / 'depth_node.yaml').read_text())
     jetson = yaml.safe_load((REPO / 'config' / 'jetson_orin.yaml').read_text())
     d = next(iter(desktop.values()))['ros__parameters']
     j = next(iter(jetson.values()))['ros__parameters']
-    assert j['precision'] == 'fp16'
+    assert j.get('precision', parameters.default('precision')) == 'fp16'
     assert 0 < j['network_image_width'] <= 518 and 0 < j['network_image_height'] <= 518
     assert j['point_decimation'] >= d.get('point_decimation', 1)
 

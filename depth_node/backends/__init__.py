@@ -15,13 +15,14 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from depth_node import parameters
 from depth_node.backends.base import Backend
 from depth_node.errors import BackendUnavailableError, ModelError, SelfTestError
 from depth_node.models.golden import run_self_test
 
 __all__ = ['BACKENDS', 'Backend', 'load_backend', 'select_backend']
 
-BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
+BACKENDS = parameters.choices('backend')
 
 
 def _has_module(name: str) -> bool:

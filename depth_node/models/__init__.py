@@ -10,11 +10,10 @@ PyYAML are imported here; torch, onnxruntime and TensorRT are imported when need
 
 from depth_node.models.card import (
     CARD_FIELDS,
-    card_overrides,
     card_path_for,
     load_card,
     ModelCard,
 )
 
-__all__ = ['CARD_FIELDS', 'ModelCard', 'card_overrides', 'card_path_for',
+__all__ = ['CARD_FIELDS', 'ModelCard', 'card_path_for',
            'load_card']

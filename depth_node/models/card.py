@@ -46,21 +46,22 @@ normalisation (the dataset mean colour for mean/std models, black otherwise).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass, field
 import math
 from pathlib import Path
 from typing import Any
 
+from depth_node import parameters
 from depth_node.errors import CardError
 import yaml
 
-LAYOUTS = ('nchw', 'nhwc')
-INPUT_ENCODINGS = ('rgb8', 'bgr8')
-RESIZE_MODES = ('stretch', 'keep_aspect_pad', 'keep_aspect_crop')
-INTERPOLATIONS = ('nearest', 'linear', 'cubic', 'area')
-OUTPUT_KINDS = ('metric_depth', 'relative_depth', 'relative_inverse_depth')
+# the choices of the card fields live in the parameter table (the card fields are parameters)
+LAYOUTS = parameters.choices('layout')
+INPUT_ENCODINGS = parameters.choices('input_encoding')
+RESIZE_MODES = parameters.choices('resize')
+INTERPOLATIONS = parameters.choices('interpolation')
+OUTPUT_KINDS = parameters.choices('output_kind')
 
 _CHOICES = {
     'layout': LAYOUTS,
@@ -412,15 +413,3 @@ def load_card(model_path: str | Path, overrides: dict[str, Any] | None = None, *
                 'read from it)', exc.hint) from None
         return card
     return card.validate()
-
-
-def card_overrides(namespace_or_dict: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
-    """Return the card fields set (non-None) in an argparse namespace or parameter dict, converted.
-
-    Other keys are ignored, so the whole namespace of a command can be passed; empty strings
-    count as unset (an unset string ROS parameter).
-    """
-    data = vars(namespace_or_dict) if isinstance(namespace_or_dict, argparse.Namespace) else \
-        dict(namespace_or_dict)
-    return {k: coerce_field(k, data[k]) for k in CARD_FIELDS
-            if k in data and data[k] is not None and data[k] != ''}

@@ -37,10 +37,11 @@ import threading
 import time
 from typing import Any, Protocol
 
+from depth_node import parameters
 from depth_node.errors import EngineError, require
 
-PRECISIONS = ('fp16', 'fp32')
-DEFAULT_PRECISION = 'fp16'
+PRECISIONS = parameters.choices('precision')
+DEFAULT_PRECISION = parameters.default('precision')
 DEFAULT_WORKSPACE_MIB = 2048
 ENGINE_SUFFIXES = ('.engine', '.plan', '.trt')
 SIDECAR_VERSION = 1

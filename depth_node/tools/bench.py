@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from depth_node import parameters
 from depth_node.errors import BackendUnavailableError, DepthNodeError
 from depth_node.tools.arguments import parse_resolution
 
@@ -34,13 +35,15 @@ def add_parser(subparsers: Any) -> None:
         description='Median per-stage milliseconds of the ROS-free core on a synthetic frame.')
     core.add_argument('--resolution', type=parse_resolution, default=(640, 480),
                       metavar='WxH', help='image size (default 640x480)')
-    core.add_argument('--fields', choices=('xyz', 'xyzrgb'), default='xyz',
+    core.add_argument('--fields', choices=parameters.choices('point_cloud_fields'),
+                      default=parameters.default('point_cloud_fields'),
                       help='point cloud fields (default xyz)')
     core.add_argument('--repeat', type=int, default=200,
                       help='timed repetitions per stage (default 200)')
     core.add_argument('--decimation', type=int, default=1,
                       help='point cloud decimation (default 1)')
-    core.add_argument('--depth-encoding', choices=('32FC1', '16UC1'), default='32FC1',
+    core.add_argument('--depth-encoding', choices=parameters.choices('output_encoding'),
+                      default=parameters.default('output_encoding'),
                       help='depth image encoding for depth_encode_ms (default 32FC1)')
     core.add_argument('--json', action='store_true', help='print one JSON object')
     core.set_defaults(func=bench_core.run_core)

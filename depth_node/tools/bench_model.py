@@ -21,9 +21,10 @@ import time
 from typing import Any
 
 import cv2
+from depth_node import parameters
 from depth_node.backends import BACKENDS
 from depth_node.errors import DepthNodeError, InputError
-from depth_node.models.card import card_overrides
+from depth_node.parameters import card_overrides
 from depth_node.tools.arguments import add_card_arguments, parse_resolution
 import numpy as np
 
@@ -58,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--image', default=None,
                         help='image file to use, resized to --resolution (default: a '
                              'deterministic synthetic image)')
-    parser.add_argument('--precision', choices=('fp16', 'fp32'), default='fp16',
+    parser.add_argument('--precision', choices=parameters.choices('precision'),
+                        default=parameters.default('precision'),
                         help='GPU precision (TensorRT, ORT TensorRT provider, torch on CUDA)')
     parser.add_argument('--engine-cache-dir', default=None, help='TensorRT engine cache folder')
     parser.add_argument('--threads', type=int, default=None,
