@@ -175,6 +175,26 @@ def test_bag_tool_and_node_pair_the_same_frames(rule):
     assert sparse == 0 if rule.policy == 'exact' else sparse > 10   # the LiDAR is 10-30 ms late
 
 
+@pytest.mark.parametrize('rule', [PairingRule('exact'),
+                                  PairingRule.from_seconds('approximate', 0.02),
+                                  PairingRule('latest_before')], ids=lambda r: r.policy)
+def test_evaluate_pairs_the_same_frames(rule):
+    """Evaluate pairs a ground truth with a prediction as the bag tool pairs an image.
+
+    With the sparse depth in the role of the predictions and the images in the role of the
+    ground truth, ``evaluate.pair_by_stamp`` finds exactly the bag tool's partners (the
+    stamp-only policies: evaluate has no log times).
+    """
+    from depth_node.evaluate import pair_by_stamp
+    events = _recording()
+    offline = _offline(rule, events)
+    sparse = {s: None for _, k, s in events if k == 'sparse'}
+    images = {s: None for _, k, s in events if k == 'image'}
+    pairs = {g: p for p, g in pair_by_stamp(sparse, images, rule)}
+    assert pairs == {s: d for s, (_, d) in offline.items() if d is not None}
+    assert rule.policy == 'exact' or len(pairs) > 10
+
+
 # -- a bag with sparse depth 10 ms off its images ---------------------------------------------
 def test_sparse_depth_10ms_off_pairs_with_approximate(tmp_path, factory):
     from depth_node import bag
