@@ -101,7 +101,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help='stop after N frames processed (0 = all)')
     io.add_argument('--every', type=int, default=1, metavar='N',
                     help='process every N-th image of each camera')
-    out = parser.add_argument_group('output')
+    io.add_argument('--batch', type=int, default=0, metavar='N',
+                    help='frames per network call: 0 (default) = one frame of each camera '
+                         'together, as the node does with several cameras; 1 = one frame at '
+                         'a time. The outputs are the same; batching needs a model with a '
+                         'batch axis (depth-node export --dynamic-batch) to be faster')
+    _add_output_arguments(parser.add_argument_group('output'))
+    model = parser.add_argument_group('model (any parameter below overrides the card)')
+    model.add_argument('--model', dest='model_file_path', default=None, metavar='MODEL',
+                       help='ONNX model (with its .card.yaml beside it) or TensorRT engine')
+    model.add_argument('--card', dest='card_file_path', default=None, metavar='FILE',
+                       help='model card when it is not beside the model')
+    params = parser.add_argument_group('node parameters (same names as the ROS parameters)')
+    parameters.add_arguments(params)
+    for action in params._group_actions:
+        if action.dest == 'publish_colorized':   # the node's default (True) means nothing here
+            action.help = ('same as --colorized: also write <ns>/depth/colorized previews '
+                           '(default: not written by the bag tool)')
+
+
+def _add_output_arguments(out: Any) -> None:
+    """Add the flags of the output group."""
     out.add_argument('--copy-input', action='store_true',
                      help='also copy the input topics (images, camera_info, sparse depth, '
                      'colour images of --rgb-topic)')
@@ -120,17 +140,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument('--json-summary', type=Path, default=None, metavar='FILE',
                      help='write the summary as JSON to FILE')
     out.add_argument('--quiet', action='store_true', help='no progress bar')
-    model = parser.add_argument_group('model (any parameter below overrides the card)')
-    model.add_argument('--model', dest='model_file_path', default=None, metavar='MODEL',
-                       help='ONNX model (with its .card.yaml beside it) or TensorRT engine')
-    model.add_argument('--card', dest='card_file_path', default=None, metavar='FILE',
-                       help='model card when it is not beside the model')
-    params = parser.add_argument_group('node parameters (same names as the ROS parameters)')
-    parameters.add_arguments(params)
-    for action in params._group_actions:
-        if action.dest == 'publish_colorized':   # the node's default (True) means nothing here
-            action.help = ('same as --colorized: also write <ns>/depth/colorized previews '
-                           '(default: not written by the bag tool)')
 
 
 @dataclass
@@ -153,6 +162,7 @@ class Options:
     depth_file_encoding: str = '16UC1'   # image folders: 16UC1 PNG (mm) or 32FC1 TIFF (m)
     max_frames: int = 0
     every: int = 1
+    batch: int = 0
     copy_input: bool = False
     copy_other_topics: bool = False
     points: bool = True
@@ -204,8 +214,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
     if reasons:
         raise DepthNodeError('invalid option value(s): ' + '; '.join(reasons) + '.',
                              'See depth-node bag --help for the allowed values.')
-    if args.every < 1 or args.max_frames < 0:
-        raise DepthNodeError('--every must be >= 1 and --max-frames >= 0.',
+    if args.every < 1 or args.max_frames < 0 or getattr(args, 'batch', 0) < 0:
+        raise DepthNodeError('--every must be >= 1, --max-frames and --batch >= 0.',
                              'Give positive numbers.')
     _check_model_flags(args, values)
     if not args.list and args.output is None:
@@ -235,7 +245,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
         sparse_depth_topic=args.sparse_depth_topic, sparse_depth_dir=args.sparse_depth_dir,
         sparse_depth_scale=args.sparse_depth_scale, overwrite=args.overwrite,
         depth_file_encoding=getattr(args, 'output_encoding', None) or '16UC1',
-        max_frames=args.max_frames, every=args.every, copy_input=args.copy_input,
+        max_frames=args.max_frames, every=args.every, batch=getattr(args, 'batch', 0),
+        copy_input=args.copy_input,
         copy_other_topics=args.copy_other_topics,
         points=not args.no_points and publish_points is not False, colorized=colorized,
         json_summary=args.json_summary, quiet=args.quiet, list_only=args.list)

@@ -5,6 +5,12 @@ The seams of a run, each its own part: choosing the cameras and partner topics
 partners' stamps (:meth:`BagRun.index_partners`), joining frames with their partners
 (:class:`~depth_node.bagjoin.FrameJoiner`, bag-free), running and writing a frame
 (:meth:`BagRun.finish_frame`), and the summary (:class:`~depth_node.bag_summary.FrameSink`).
+
+Several cameras run as the node runs them (``--batch``, default 0): the joined frames are
+gathered into rounds of one frame per camera (a round closes when a camera would appear twice,
+or at ``--batch N`` frames) and each round goes through the model as one batch
+(:meth:`BagRun.finish_batch`). The outputs are those of one frame at a time (``--batch 1``),
+written in the same order.
 """
 
 from __future__ import annotations
@@ -367,6 +373,8 @@ class BagRun:
         self.progress: Any = None
         self.is2 = True
         self.attempted = 0
+        #: joined colour frames waiting for their round (batched runs only)
+        self.round: list[PendingFrame] = []
 
     def run(self) -> Summary:
         """Do the whole run; returns the finished summary."""
@@ -454,6 +462,7 @@ class BagRun:
                 self.summary.read_error = str(exc)
                 self.log(f'error: {exc}')
             self.finish_frames(self.joiner.flush())
+            self.finish_batch()
         except KeyboardInterrupt as exc:
             mark_interrupted(self.summary, exc)
         finally:
@@ -560,14 +569,43 @@ class BagRun:
                 self.writer.write_raw(conn.topic, conn.msgtype, data, log_time)
 
     # -- finishing frames -------------------------------------------------------------------
-    def finish_frames(self, frames: list[PendingFrame]) -> None:
-        """Process and write the frames the joiner handed out, in order."""
-        for frame in frames:
-            self.finish_frame(frame)
+    @property
+    def batch_size(self) -> int:
+        """Frames per network call: 1 = one at a time; depth topics never batch."""
+        if self.options.depth_topic or len(self.cameras) < 2 or \
+                not hasattr(self.pipeline, 'process_batch'):   # a process()-only stand-in
+            return 1
+        return self.options.batch or len(self.cameras)
 
-    def finish_frame(self, frame: PendingFrame) -> None:
-        """Run the pipeline on a joined frame and write its outputs (bad input counted)."""
-        cam, msg, stamp = frame.camera, frame.msg, frame.stamp
+    def finish_frames(self, frames: list[PendingFrame]) -> None:
+        """Process and write the frames the joiner handed out, in order (rounds if batching)."""
+        size = self.batch_size
+        for frame in frames:
+            if size == 1:
+                self.finish_frame(frame)
+                continue
+            if any(f.camera is frame.camera for f in self.round):
+                self.finish_batch()
+            self.round.append(frame)
+            if len(self.round) >= size:
+                self.finish_batch()
+
+    def finish_batch(self) -> None:
+        """Run the gathered round as one batch and write each frame's outputs, in order."""
+        frames, self.round = self.round, []
+        admitted = [(frame, info) for frame in frames
+                    for ok, _, info in [self.admit(frame)] if ok]
+        if not admitted:
+            return
+        results = self.sink.run_batch([(frame.msg, info, frame.sparse, frame.camera.camera)
+                                       for frame, info in admitted])
+        for (frame, _), result in zip(admitted, results):
+            if result is not None:
+                self.write_frame(frame, result)
+
+    def admit(self, frame: PendingFrame) -> tuple[bool, Any, Any]:
+        """Check a joined frame before it runs: ``(ok, colour image, camera_info)``."""
+        cam, stamp = frame.camera, frame.stamp
         if self.progress is not None:
             self.progress.update(1)
         if cam.last_stamp is not None and stamp <= cam.last_stamp:
@@ -575,14 +613,25 @@ class BagRun:
                 f'{cam.topics.image_topic}: stamp {stamp / 1e9:.9f} s is not later than the '
                 f'last frame written ({cam.last_stamp / 1e9:.9f} s).',
                 'The frame is skipped; check the recording clock if this repeats.'))
-            return
+            return False, None, None
         rgb = self.colour_of(frame)
         if self.rgb_topic and rgb is None:
-            return
+            return False, None, None
         info = None if cam.camera is not None else cam.camera_info_for(stamp, frame.log_time)
-        result = self.sink.run(msg, info, frame.sparse, cam.camera, rgb)
-        if result is None:
+        return True, rgb, info
+
+    def finish_frame(self, frame: PendingFrame) -> None:
+        """Run the pipeline on a joined frame and write its outputs (bad input counted)."""
+        ok, rgb, info = self.admit(frame)
+        if not ok:
             return
+        result = self.sink.run(frame.msg, info, frame.sparse, frame.camera.camera, rgb)
+        if result is not None:
+            self.write_frame(frame, result)
+
+    def write_frame(self, frame: PendingFrame, result: Any) -> None:
+        """Write a processed frame's outputs and count it."""
+        cam, msg, stamp = frame.camera, frame.msg, frame.stamp
         t0 = time.perf_counter()
         outputs = self.outputs(cam, msg, result)
         for topic, out in outputs.items():

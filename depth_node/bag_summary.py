@@ -224,6 +224,27 @@ class FrameSink:
                                  f'{exc}); skipped.')
         return None
 
+    def run_batch(self, items: list[tuple[Any, Any, Any, Any]]) -> list[Any]:
+        """Run colour frames of several cameras as one batch; per frame a result or None.
+
+        ``items`` are ``(msg, camera_info, sparse, camera)``; a frame's result is its
+        FrameResult, or None when it was bad (counted). A bad frame costs the others of the
+        batch nothing.
+        """
+        from depth_node.pipeline import BatchItem
+        self.summary.frames_processed += len(items)
+        results, _ = self.pipeline.process_batch(
+            [BatchItem(msg, info, sparse, camera) for msg, info, sparse, camera in items])
+        out = []
+        for result in results:
+            if isinstance(result, InputError):
+                self.reporter.report(result)
+                result = None
+            elif isinstance(result, Exception):
+                raise result
+            out.append(result)
+        return out
+
     def account(self, result: Any, extra: dict[str, float]) -> None:
         """Count a processed frame: its stage times, metric or not (and why), its scale."""
         timings = dict(result.timings)

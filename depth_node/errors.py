@@ -33,6 +33,12 @@ class InputError(DepthNodeError):
     kind = 'bad_input'
 
 
+class MalformedMessageError(InputError):
+    """A message whose fields contradict each other in a way the decoders did not foresee."""
+
+    kind = 'malformed_message'
+
+
 class ImageFormatError(InputError):
     """Image data and its declared layout disagree (truncated data, step too small, ...)."""
 

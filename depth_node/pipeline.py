@@ -32,7 +32,12 @@ from depth_node import parameters
 from depth_node.camera import CameraModel
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
 from depth_node.device import float32_of, is_torch, reciprocal
-from depth_node.errors import DepthNodeError, MissingCameraInfoError, SizeMismatchError
+from depth_node.errors import (
+    DepthNodeError,
+    MalformedMessageError,
+    MissingCameraInfoError,
+    SizeMismatchError,
+)
 from depth_node.images import (
     colorize_depth,
     depth_to_metres,
@@ -360,6 +365,11 @@ class DepthPipeline:
                 out.append(None)  # type: ignore[arg-type]
             except DepthNodeError as exc:
                 out.append(exc)
+            except (ValueError, TypeError, IndexError, AttributeError) as exc:
+                # a malformed message past the decoders' checks: still only this frame
+                out.append(MalformedMessageError(
+                    f'a frame could not be processed ({type(exc).__name__}: {exc}).',
+                    'Check the publisher of this camera; the frame is skipped.'))
         if not good:
             return out, {'batch_size': 0.0, 'model_calls': 0.0}
         predicted, timings = self.model.predict_batch([prepared[0] for _, prepared in good])
@@ -369,6 +379,10 @@ class DepthPipeline:
                 out[i] = self._finish(prepared, raw, transform, dict(shared))
             except DepthNodeError as exc:
                 out[i] = exc
+            except (ValueError, TypeError, IndexError, AttributeError) as exc:
+                out[i] = MalformedMessageError(
+                    f'a frame could not be made metric ({type(exc).__name__}: {exc}).',
+                    'Check the camera_info and sparse depth of this camera.')
         return out, timings
 
     def _prepare(self, item: BatchItem) -> tuple:
