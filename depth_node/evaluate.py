@@ -375,14 +375,6 @@ def load_depth_file(path: str | Path, scale: float | None, fmt: str = 'auto',
                          float_scale=float_scale)
 
 
-def _decode_depth_msg(msg: Any, scale: float | None) -> np.ndarray:
-    from depth_node.images import depth_to_metres
-    return depth_to_metres(msg, scale)
-
-
-IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
-
-
 def _bag_error(bag: Path, what: str, exc: Exception) -> EvaluationError:
     return EvaluationError(
         f'The {what} bag {str(bag)!r} cannot be read as a bag '
@@ -402,7 +394,14 @@ def read_bag_depth(bag: str | Path, topic: str, scale: float | None,
     :raises EvaluationError: missing or unreadable bag, unknown topic, a topic that is not
         a sensor_msgs/Image, or no decodable message.
     """
-    from depth_node.bagio import BagReadError, open_reader
+    from depth_node.bagio import (
+        BagReadError,
+        deserialize,
+        IMAGE_TYPES,
+        open_reader,
+        UndeserializableMessageError,
+    )
+    from depth_node.images import depth_to_metres
     bag = Path(bag)
     if not bag.exists():
         raise EvaluationError(f'The {what} bag {str(bag)!r} does not exist.',
@@ -428,18 +427,17 @@ def read_bag_depth(bag: str | Path, topic: str, scale: float | None,
                     'Name a 16UC1/32FC1 depth image topic.')
             for conn, timestamp, raw in reader.messages(conns):
                 try:
-                    msg = reader.deserialize(raw, conn.msgtype)
-                except Exception as exc:   # malformed CDR: skip that message
+                    msg = deserialize(reader, raw, conn.msgtype, topic)
+                except UndeserializableMessageError as exc:   # malformed: skip that message
                     skipped += 1
                     print(f'depth-node evaluate: skipping a {topic} message at {timestamp} ns '
-                          f'that does not deserialise ({type(exc).__name__}: {exc}).',
-                          file=sys.stderr)
+                          f'that does not deserialise ({exc.message}).', file=sys.stderr)
                     continue
                 stamp = getattr(getattr(msg, 'header', None), 'stamp', None)
                 key = (int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
                        if stamp is not None else int(timestamp))
                 try:
-                    out[key] = _decode_depth_msg(msg, scale)
+                    out[key] = depth_to_metres(msg, scale)
                 except InputError as exc:       # one bad frame: skip it, say so, go on
                     skipped += 1
                     print(f'depth-node evaluate: skipping a {topic} message at {key} ns: '

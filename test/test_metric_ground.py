@@ -92,3 +92,25 @@ def test_ground_up_is_a_parameter_and_a_flag():
     values = parameters.values_from_args(args)
     assert parameters.validate_all(values) == []
     assert PipelineConfig.from_values(values).metric.ground_up == (0.0, -0.94, -0.342)
+
+
+@pytest.mark.parametrize('frame, fx, cx, cy', [('000000', 707.0493, 604.0814, 180.5066),
+                                               ('000001', 721.5377, 609.5593, 172.854)])
+def test_kitti_road_gives_the_scale(shared_data, frame, fx, cx, cy):
+    """KITTI: LiDAR depth times an unknown factor is made metric again from the road alone.
+
+    Real geometry; the KITTI cameras are 1.65 m above the road and about level.
+    """
+    cv2 = pytest.importorskip('cv2')
+    path = shared_data / 'rgbd' / 'kitti_object' / f'{frame}_velodyne_sparse_depth.png'
+    lidar = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.float32) / 256.0
+    height, width = lidar.shape
+    camera = pinhole(width, height, fx=fx, fy=fx, cx=cx, cy=cy)
+    raw = np.where(lidar > 0, 0.37 * lidar, np.nan).astype(np.float32)   # relative depth
+    card = SimpleNamespace(output_kind='relative_depth', max_depth=0.0, canonical_focal_px=0.0)
+    config = MetricConfig(scale_source='ground_plane', camera_height=1.65)
+    depth, _, report = MetricConverter(card, config).convert(raw, camera, None)
+    assert report.metric, report.message
+    assert report.scale == pytest.approx(1 / 0.37, rel=0.05)
+    measured = np.isfinite(depth) & (lidar > 0)
+    assert np.median(np.abs(depth[measured] - lidar[measured]) / lidar[measured]) < 0.05
