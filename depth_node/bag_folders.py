@@ -215,7 +215,7 @@ class FolderRun:
         if self.options.camera_model is None:     # --intrinsics without a readable first image
             fit_calibration(self.options, name, (bgr.shape[1], bgr.shape[0]), log_stderr)
         read_ms = (time.perf_counter() - t0) * 1e3
-        result = self.sink.run(msg, None, sparse, self.options.camera_model)
+        result = self.sink.process(msg, None, sparse, self.options.camera_model)
         if result is None:
             return
         t0 = time.perf_counter()

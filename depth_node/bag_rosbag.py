@@ -247,7 +247,7 @@ def first_message(reader: Any, topic: str) -> tuple[Any, Any]:
     try:
         for conn, _, raw in reader.messages(conns):
             msg = deserialize(reader, raw, conn.msgtype, topic)
-            if not reader.is2:
+            if not reader.is_ros2:
                 msg = to_ros2(msg, conn.msgtype, rosbags_factory('humble'))
             return conn, msg
     except (BagReadError, UndeserializableMessageError):
@@ -371,7 +371,7 @@ class BagRun:
         self.reader: Any = None
         self.writer: Any = None
         self.progress: Any = None
-        self.is2 = True
+        self.is_ros2 = True
         self.attempted = 0
         #: joined colour frames waiting for their round (batched runs only)
         self.round: list[PendingFrame] = []
@@ -380,7 +380,7 @@ class BagRun:
         """Do the whole run; returns the finished summary."""
         with open_reader(self.options.input) as reader:
             self.reader = reader
-            self.is2 = reader.is2
+            self.is_ros2 = reader.is_ros2
             self.select()
             self.index_partners()
             self.process()
@@ -429,7 +429,7 @@ class BagRun:
         try:
             for conn, log_time, raw in self.reader.messages(conns) if conns else ():
                 if conn.topic in (self.sparse_topic, self.rgb_topic):
-                    stamp = peek_stamp_ns(raw, self.is2)
+                    stamp = peek_stamp_ns(raw, self.is_ros2)
                     if stamp is not None:
                         index = sparse_index if conn.topic == self.sparse_topic else rgb_index
                         index.add(stamp, log_time)
@@ -516,7 +516,7 @@ class BagRun:
         """Keep a colour image for the depth frames paired with it (deserialized lazily)."""
         if conn.topic in self.copied:
             self.copy(conn, raw, log_time)
-        stamp = peek_stamp_ns(raw, self.is2)
+        stamp = peek_stamp_ns(raw, self.is_ros2)
         if stamp is not None:
             self.finish_frames(self.joiner.add_rgb(stamp, LazyColour(self, conn, raw)))
 
@@ -542,10 +542,10 @@ class BagRun:
                 self.reporter.report(error_kind, str(exc))
             else:
                 self.reporter.report(exc)
-            if copy_it and self.is2:
+            if copy_it and self.is_ros2:
                 self.copy(conn, raw, log_time)
             return None
-        if not self.is2:
+        if not self.is_ros2:
             msg = to_ros2(msg, conn.msgtype, self.factory)
         if copy_it:
             self.copy(conn, raw, log_time, msg)
@@ -553,7 +553,7 @@ class BagRun:
 
     def copy(self, conn: Any, raw: Any, log_time: int, msg: Any = None) -> None:
         """Copy an input message to the output (ROS 1 messages converted to ROS 2)."""
-        if self.is2:
+        if self.is_ros2:
             qos = list(getattr(conn.ext, 'offered_qos_profiles', []) or []) or None
             self.writer.write_raw(conn.topic, conn.msgtype, raw, log_time, qos,
                                   typestore=getattr(self.reader, 'typestore', None))
@@ -597,8 +597,8 @@ class BagRun:
                     for ok, _, info in [self.admit(frame)] if ok]
         if not admitted:
             return
-        results = self.sink.run_batch([(frame.msg, info, frame.sparse, frame.camera.camera)
-                                       for frame, info in admitted])
+        results = self.sink.process_batch(
+            [(frame.msg, info, frame.sparse, frame.camera.camera) for frame, info in admitted])
         for (frame, _), result in zip(admitted, results):
             if result is not None:
                 self.write_frame(frame, result)
@@ -625,7 +625,7 @@ class BagRun:
         ok, rgb, info = self.admit(frame)
         if not ok:
             return
-        result = self.sink.run(frame.msg, info, frame.sparse, frame.camera.camera, rgb)
+        result = self.sink.process(frame.msg, info, frame.sparse, frame.camera.camera, rgb)
         if result is not None:
             self.write_frame(frame, result)
 

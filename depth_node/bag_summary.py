@@ -203,8 +203,8 @@ class FrameSink:
         self.summary = summary
         self.reasons = ReasonCounter()
 
-    def run(self, msg: Any, camera_info: Any, sparse: Any, camera: Any,
-            rgb: Any = None) -> Any:
+    def process(self, msg: Any, camera_info: Any, sparse: Any, camera: Any,
+                rgb: Any = None) -> Any:
         """Return the pipeline's FrameResult, or None when the frame was bad (counted).
 
         ``rgb`` (depth topics only) is the registered colour image of an xyzrgb cloud.
@@ -224,7 +224,7 @@ class FrameSink:
                                  f'{exc}); skipped.')
         return None
 
-    def run_batch(self, items: list[tuple[Any, Any, Any, Any]]) -> list[Any]:
+    def process_batch(self, items: list[tuple[Any, Any, Any, Any]]) -> list[Any]:
         """Run colour frames of several cameras as one batch; per frame a result or None.
 
         ``items`` are ``(msg, camera_info, sparse, camera)``; a frame's result is its

@@ -244,7 +244,7 @@ class BagReader:
         return self._reader.typestore
 
     @property
-    def is2(self) -> bool:
+    def is_ros2(self) -> bool:
         """Whether the bag is a rosbag2 bag (CDR), not a ROS 1 bag."""
         return bool(self._reader.is2)
 
@@ -280,7 +280,7 @@ def open_reader(path: Path) -> BagReader:
     return BagReader(path)
 
 
-def peek_stamp_ns(raw: bytes | memoryview, is2: bool) -> int | None:
+def peek_stamp_ns(raw: bytes | memoryview, is_ros2: bool) -> int | None:
     """``header.stamp`` in ns of a serialized message whose first field is a std_msgs/Header.
 
     ROS 2 CDR: 4-byte encapsulation header, then int32 sec, uint32 nanosec (byte order from
@@ -290,7 +290,7 @@ def peek_stamp_ns(raw: bytes | memoryview, is2: bool) -> int | None:
     data = bytes(raw[:12])
     if len(data) < 12:
         return None
-    if is2:
+    if is_ros2:
         order = '<' if data[1] & 1 else '>'
         sec, nanosec = struct.unpack(order + 'iI', data[4:12])
     else:

@@ -180,7 +180,7 @@ class CameraStream:
     at the node's namespace; with ``cameras`` there is one per camera.
     """
 
-    def __init__(self, topics: parameters.CameraTopics, values: Mapping[str, Any],
+    def __init__(self, topics: parameters.NodeCameraTopics, values: Mapping[str, Any],
                  reporter: ErrorReporter, diagnostics: NodeDiagnostics) -> None:
         self.topics = topics
         self.name = topics.name
@@ -237,7 +237,7 @@ class DepthNode(LifecycleNode):
         self._reporter = ErrorReporter(self.get_logger().warning)
         self.diagnostics = NodeDiagnostics()
         if not cameras:     # one camera, on image / camera_info, outputs in the node namespace
-            self._streams = [CameraStream(parameters.CameraTopics(''), self._values,
+            self._streams = [CameraStream(parameters.NodeCameraTopics(''), self._values,
                                           self._reporter, self.diagnostics)]
         else:
             self._streams = [CameraStream(
@@ -298,7 +298,7 @@ class DepthNode(LifecycleNode):
         """Return the camera streams by name (``''`` for the single-camera node)."""
         return dict(self._by_name)
 
-    def _declare_cameras(self) -> list[parameters.CameraTopics]:
+    def _declare_cameras(self) -> list[parameters.NodeCameraTopics]:
         """Declare ``<camera>.image_topic`` ... for each camera; return the cameras' topics."""
         cameras = []
         for name in self._values['cameras']:
@@ -309,7 +309,7 @@ class DepthNode(LifecycleNode):
                                                  read_only=True)
                 value = self.declare_parameter(f'{name}.{key}', default, descriptor).value
                 topics[key] = str(value).strip() or default
-            cameras.append(parameters.CameraTopics(name, **topics))
+            cameras.append(parameters.NodeCameraTopics(name, **topics))
         return cameras
 
     def _camera_warning(self, camera: str, message: str) -> None:

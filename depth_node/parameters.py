@@ -61,7 +61,7 @@ class ParameterSpec:
         return '--' + self.name.replace('_', '-')
 
 
-def _p(name: str, default: Any, description: str, group: str, **kw: Any) -> ParameterSpec:
+def _param(name: str, default: Any, description: str, group: str, **kw: Any) -> ParameterSpec:
     return ParameterSpec(name, default, description, group, **kw)
 
 
@@ -73,155 +73,159 @@ _ROS = 'topics, QoS and timing'
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     # -- model and engine
-    _p('model_file_path', '', 'ONNX model (with its <model>.card.yaml beside it), a TensorRT '
-       '.engine, or for the torch backend a zoo name / hub id / checkpoint directory.', _MODEL,
-       read_only=True),
-    _p('card_file_path', '', 'Model card to use when it is not beside the model file.', _MODEL,
-       read_only=True),
-    _p('engine_file_path', '', 'TensorRT engine file (or folder) for the ONNX model; empty = '
-       '<model>.<precision>.engine beside the model, with its cache key in <engine>.json.',
-       _MODEL, read_only=True),
-    _p('backend', 'auto', 'Inference backend; auto picks tensorrt > onnxruntime > torch by what '
-       'is installed and whether a GPU is present, and logs why.', _MODEL,
-       choices=('auto', 'tensorrt', 'onnxruntime', 'torch'), read_only=True),
-    _p('precision', 'fp16', 'Engine precision on GPU (CPU backends always run fp32).', _MODEL,
-       choices=('fp16', 'fp32'), read_only=True),
-    _p('force_engine_update', False, 'Rebuild the TensorRT engine even if a matching cached '
-       'engine exists.', _MODEL, read_only=True),
-    _p('allow_engine_build', True, 'Build the engine when none matches; false = refuse to start '
-       'with a clear message instead (for fleets that ship prebuilt engines).', _MODEL,
-       read_only=True),
-    _p('self_test', True, "Run the model card's golden self-test when the model loads and "
-       'refuse to start on a mismatch.', _MODEL, read_only=True),
+    _param('model_file_path', '', 'ONNX model (with its <model>.card.yaml beside it), a TensorRT '
+           '.engine, or for the torch backend a zoo name / hub id / checkpoint directory.', _MODEL,
+           read_only=True),
+    _param('card_file_path', '', 'Model card to use when it is not beside the model file.', _MODEL,
+           read_only=True),
+    _param('engine_file_path', '', 'TensorRT engine file (or folder) for the ONNX model; empty = '
+           '<model>.<precision>.engine beside the model, with its cache key in <engine>.json.',
+           _MODEL, read_only=True),
+    _param('backend', 'auto', 'Inference backend; auto picks tensorrt > onnxruntime > torch by '
+           'what '
+           'is installed and whether a GPU is present, and logs why.', _MODEL,
+           choices=('auto', 'tensorrt', 'onnxruntime', 'torch'), read_only=True),
+    _param('precision', 'fp16', 'Engine precision on GPU (CPU backends always run fp32).', _MODEL,
+           choices=('fp16', 'fp32'), read_only=True),
+    _param('force_engine_update', False, 'Rebuild the TensorRT engine even if a matching cached '
+           'engine exists.', _MODEL, read_only=True),
+    _param('allow_engine_build', True, 'Build the engine when none matches; false = refuse to '
+           'start '
+           'with a clear message instead (for fleets that ship prebuilt engines).', _MODEL,
+           read_only=True),
+    _param('self_test', True, "Run the model card's golden self-test when the model loads and "
+           'refuse to start on a mismatch.', _MODEL, read_only=True),
     # -- card overrides (unset = from the card)
-    _p('name', '', 'Model name (used in messages).', _CARD, read_only=True, card_field=True),
-    _p('source', '', 'Hub id or URL of the weights.', _CARD, read_only=True, card_field=True),
-    _p('license', '', 'Licence of the weights.', _CARD, read_only=True, card_field=True),
-    _p('input_name', '', 'Network input tensor name.', _CARD, read_only=True, card_field=True),
-    _p('output_name', '', 'Network output tensor name.', _CARD, read_only=True,
-       card_field=True),
-    _p('network_image_width', 0, 'Network input width in pixels.', _CARD, read_only=True,
-       card_field=True, min_value=0, max_value=8192),
-    _p('network_image_height', 0, 'Network input height in pixels.', _CARD, read_only=True,
-       card_field=True, min_value=0, max_value=8192),
-    _p('layout', '', 'Input tensor layout.', _CARD, choices=('', 'nchw', 'nhwc'),
-       read_only=True, card_field=True),
-    _p('input_encoding', '', 'Channel order the network expects.', _CARD,
-       choices=('', 'rgb8', 'bgr8'), read_only=True, card_field=True),
-    _p('pixel_scale', 0.0, "Factor from 8-bit pixel values to the network's range "
-       '(0 = from the card, usually 1/255).', _CARD, read_only=True, card_field=True,
-       min_value=0.0, max_value=1.0),
-    _p('image_mean', [0.0], 'Per-channel mean subtracted after scaling (3 values).',
-       _CARD, read_only=True, card_field=True),
-    _p('image_stddev', [0.0], 'Per-channel standard deviation divided by (3 values).', _CARD,
-       read_only=True, card_field=True),
-    _p('resize', '', 'How the image is fitted to the network input.', _CARD,
-       choices=('', 'stretch', 'keep_aspect_pad', 'keep_aspect_crop'), read_only=True,
-       card_field=True),
-    _p('interpolation', '', 'Resize interpolation.', _CARD,
-       choices=('', 'nearest', 'linear', 'cubic', 'area'), read_only=True, card_field=True),
-    _p('output_kind', '', 'What the network outputs.', _CARD,
-       choices=('', 'metric_depth', 'relative_depth', 'relative_inverse_depth'),
-       read_only=True, card_field=True),
-    _p('canonical_focal_px', 0.0, 'Metric models: focal length (px at network resolution) for '
-       'which the output is metric; metres = output x f_network / canonical_focal_px.', _CARD,
-       read_only=True, card_field=True, min_value=0.0, max_value=100000.0),
-    _p('max_depth', 0.0, 'Largest depth the model can output, metres.', _CARD, read_only=True,
-       card_field=True, min_value=0.0, max_value=10000.0),
+    _param('name', '', 'Model name (used in messages).', _CARD, read_only=True, card_field=True),
+    _param('source', '', 'Hub id or URL of the weights.', _CARD, read_only=True, card_field=True),
+    _param('license', '', 'Licence of the weights.', _CARD, read_only=True, card_field=True),
+    _param('input_name', '', 'Network input tensor name.', _CARD, read_only=True, card_field=True),
+    _param('output_name', '', 'Network output tensor name.', _CARD, read_only=True,
+           card_field=True),
+    _param('network_image_width', 0, 'Network input width in pixels.', _CARD, read_only=True,
+           card_field=True, min_value=0, max_value=8192),
+    _param('network_image_height', 0, 'Network input height in pixels.', _CARD, read_only=True,
+           card_field=True, min_value=0, max_value=8192),
+    _param('layout', '', 'Input tensor layout.', _CARD, choices=('', 'nchw', 'nhwc'),
+           read_only=True, card_field=True),
+    _param('input_encoding', '', 'Channel order the network expects.', _CARD,
+           choices=('', 'rgb8', 'bgr8'), read_only=True, card_field=True),
+    _param('pixel_scale', 0.0, "Factor from 8-bit pixel values to the network's range "
+           '(0 = from the card, usually 1/255).', _CARD, read_only=True, card_field=True,
+           min_value=0.0, max_value=1.0),
+    _param('image_mean', [0.0], 'Per-channel mean subtracted after scaling (3 values).',
+           _CARD, read_only=True, card_field=True),
+    _param('image_stddev', [0.0], 'Per-channel standard deviation divided by (3 values).', _CARD,
+           read_only=True, card_field=True),
+    _param('resize', '', 'How the image is fitted to the network input.', _CARD,
+           choices=('', 'stretch', 'keep_aspect_pad', 'keep_aspect_crop'), read_only=True,
+           card_field=True),
+    _param('interpolation', '', 'Resize interpolation.', _CARD,
+           choices=('', 'nearest', 'linear', 'cubic', 'area'), read_only=True, card_field=True),
+    _param('output_kind', '', 'What the network outputs.', _CARD,
+           choices=('', 'metric_depth', 'relative_depth', 'relative_inverse_depth'),
+           read_only=True, card_field=True),
+    _param('canonical_focal_px', 0.0, 'Metric models: focal length (px at network resolution) for '
+           'which the output is metric; metres = output x f_network / canonical_focal_px.', _CARD,
+           read_only=True, card_field=True, min_value=0.0, max_value=100000.0),
+    _param('max_depth', 0.0, 'Largest depth the model can output, metres.', _CARD, read_only=True,
+           card_field=True, min_value=0.0, max_value=10000.0),
     # -- metric scale and validity (names match depth_node.metric.MetricConfig)
-    _p('scale_source', 'none', 'How a relative model becomes metric: sparse_depth (a metric '
-       'depth topic aligned to the camera), ground_plane (known camera height), fixed (scale '
-       'and shift below) or none (published on depth/relative only). Ignored for metric '
-       'models.', _METRIC, choices=('none', 'sparse_depth', 'ground_plane', 'fixed')),
-    _p('fixed_scale', 1.0, "scale_source fixed: scale in the model's own space (depth = "
-       'scale x output + shift; inverse-depth models: 1/depth = scale x output + shift).',
-       _METRIC, min_value=1e-9, max_value=1e6),
-    _p('fixed_shift', 0.0, "scale_source fixed: shift in the model's own space.", _METRIC,
-       min_value=-1e6, max_value=1e6),
-    _p('camera_height', 0.0, 'scale_source ground_plane: height of the optical centre above '
-       'a flat floor, metres.', _METRIC, min_value=0.0, max_value=100.0),
-    _p('ground_max_tilt_deg', 15.0, 'ground_plane: largest accepted angle between the fitted '
-       'floor normal and the expected up direction.', _METRIC, min_value=0.1, max_value=89.9),
-    _p('ground_up', [0.0, -1.0, 0.0], 'ground_plane: the up direction in the camera optical '
-       'frame (x right, y down, z forward): 0 -1 0 for a level camera; pitched down by p '
-       'degrees: 0 -cos(p) -sin(p) (20 deg: 0 -0.940 -0.342; 35 deg: 0 -0.819 -0.574). '
-       'ground_max_tilt_deg is measured from it.', _METRIC),
-    _p('ground_region', 0.4, 'ground_plane: lower fraction of the image searched for the '
-       'floor.', _METRIC, min_value=0.05, max_value=1.0),
-    _p('sparse_min_points', 50, 'sparse_depth: fewest valid points for a scale fit.', _METRIC,
-       min_value=3, max_value=10_000_000),
-    _p('sparse_outlier_threshold', 3.0, 'sparse_depth: outlier rejection threshold in robust '
-       'standard deviations.', _METRIC, min_value=0.5, max_value=100.0),
-    _p('scale_smoothing', 0.3, 'Weight of a new scale fit in the exponential smoothing '
-       '(1 = no smoothing).', _METRIC, min_value=0.01, max_value=1.0),
-    _p('scale_max_jump', 0.25, 'Reject a scale fit that differs by more than this fraction '
-       'from the smoothed scale.', _METRIC, min_value=0.01, max_value=10.0),
-    _p('scale_reinit_frames', 5, 'After this many rejected fits in a row the smoother restarts '
-       'from the new fits (a real change of scale is followed).', _METRIC, min_value=1,
-       max_value=1000),
-    _p('scale_hold_frames', 30, 'Frames without a usable fit for which the last scale is '
-       'kept; after that the output is no longer metric.', _METRIC, min_value=0,
-       max_value=100000),
-    _p('min_range', 0.1, 'Nearer depths are marked too close (-Inf, REP 117).', _METRIC,
-       min_value=0.0, max_value=1000.0),
-    _p('max_range', 20.0, 'Farther depths are marked out of range (+Inf, REP 117).', _METRIC,
-       min_value=0.0, max_value=10000.0),
-    _p('too_close', 'neg_inf', 'How depths below min_range are marked.', _METRIC,
-       choices=('neg_inf', 'nan')),
-    _p('edge_threshold', 0.1, 'Flying-pixel filter: relative depth jump to a neighbour above '
-       'which a pixel is invalidated (0 = off).', _METRIC, min_value=0.0, max_value=10.0),
+    _param('scale_source', 'none', 'How a relative model becomes metric: sparse_depth (a metric '
+           'depth topic aligned to the camera), ground_plane (known camera height), fixed (scale '
+           'and shift below) or none (published on depth/relative only). Ignored for metric '
+           'models.', _METRIC, choices=('none', 'sparse_depth', 'ground_plane', 'fixed')),
+    _param('fixed_scale', 1.0, "scale_source fixed: scale in the model's own space (depth = "
+           'scale x output + shift; inverse-depth models: 1/depth = scale x output + shift).',
+           _METRIC, min_value=1e-9, max_value=1e6),
+    _param('fixed_shift', 0.0, "scale_source fixed: shift in the model's own space.", _METRIC,
+           min_value=-1e6, max_value=1e6),
+    _param('camera_height', 0.0, 'scale_source ground_plane: height of the optical centre above '
+           'a flat floor, metres.', _METRIC, min_value=0.0, max_value=100.0),
+    _param('ground_max_tilt_deg', 15.0, 'ground_plane: largest accepted angle between the fitted '
+           'floor normal and the expected up direction.', _METRIC, min_value=0.1, max_value=89.9),
+    _param('ground_up', [0.0, -1.0, 0.0], 'ground_plane: the up direction in the camera optical '
+           'frame (x right, y down, z forward): 0 -1 0 for a level camera; pitched down by p '
+           'degrees: 0 -cos(p) -sin(p) (20 deg: 0 -0.940 -0.342; 35 deg: 0 -0.819 -0.574). '
+           'ground_max_tilt_deg is measured from it.', _METRIC),
+    _param('ground_region', 0.4, 'ground_plane: lower fraction of the image searched for the '
+           'floor.', _METRIC, min_value=0.05, max_value=1.0),
+    _param('sparse_min_points', 50, 'sparse_depth: fewest valid points for a scale fit.', _METRIC,
+           min_value=3, max_value=10_000_000),
+    _param('sparse_outlier_threshold', 3.0, 'sparse_depth: outlier rejection threshold in robust '
+           'standard deviations.', _METRIC, min_value=0.5, max_value=100.0),
+    _param('scale_smoothing', 0.3, 'Weight of a new scale fit in the exponential smoothing '
+           '(1 = no smoothing).', _METRIC, min_value=0.01, max_value=1.0),
+    _param('scale_max_jump', 0.25, 'Reject a scale fit that differs by more than this fraction '
+           'from the smoothed scale.', _METRIC, min_value=0.01, max_value=10.0),
+    _param('scale_reinit_frames', 5, 'After this many rejected fits in a row the smoother '
+           'restarts '
+           'from the new fits (a real change of scale is followed).', _METRIC, min_value=1,
+           max_value=1000),
+    _param('scale_hold_frames', 30, 'Frames without a usable fit for which the last scale is '
+           'kept; after that the output is no longer metric.', _METRIC, min_value=0,
+           max_value=100000),
+    _param('min_range', 0.1, 'Nearer depths are marked too close (-Inf, REP 117).', _METRIC,
+           min_value=0.0, max_value=1000.0),
+    _param('max_range', 20.0, 'Farther depths are marked out of range (+Inf, REP 117).', _METRIC,
+           min_value=0.0, max_value=10000.0),
+    _param('too_close', 'neg_inf', 'How depths below min_range are marked.', _METRIC,
+           choices=('neg_inf', 'nan')),
+    _param('edge_threshold', 0.1, 'Flying-pixel filter: relative depth jump to a neighbour above '
+           'which a pixel is invalidated (0 = off).', _METRIC, min_value=0.0, max_value=10.0),
     # -- outputs
-    _p('output_encoding', '32FC1', 'depth/image encoding: 32FC1 metres (NaN/±Inf per REP 117) '
-       'or 16UC1 millimetres (0 = invalid).', _OUTPUT, choices=('32FC1', '16UC1')),
-    _p('point_cloud_fields', 'xyz', 'Fields of the points cloud.', _OUTPUT,
-       choices=('xyz', 'xyzrgb')),
-    _p('point_decimation', 1, 'Keep every k-th row and column in the points cloud.', _OUTPUT,
-       min_value=1, max_value=64),
-    _p('publish_points', True, 'Publish the points cloud (also needs a subscriber).', _OUTPUT),
-    _p('publish_colorized', True, 'Publish depth/colorized (also needs a subscriber).',
-       _OUTPUT),
-    _p('colorize_min_depth', 0.0, 'depth/colorized range start, metres (0 and 0 = auto).',
-       _OUTPUT, min_value=0.0, max_value=10000.0),
-    _p('colorize_max_depth', 0.0, 'depth/colorized range end, metres (0 and 0 = auto).',
-       _OUTPUT, min_value=0.0, max_value=10000.0),
-    _p('image_is_rectified', False, 'The input image is rectified (image_rect): use '
-       'camera_info P and no distortion; false = raw image, K and D.', _OUTPUT),
+    _param('output_encoding', '32FC1', 'depth/image encoding: 32FC1 metres (NaN/±Inf per REP 117) '
+           'or 16UC1 millimetres (0 = invalid).', _OUTPUT, choices=('32FC1', '16UC1')),
+    _param('point_cloud_fields', 'xyz', 'Fields of the points cloud.', _OUTPUT,
+           choices=('xyz', 'xyzrgb')),
+    _param('point_decimation', 1, 'Keep every k-th row and column in the points cloud.', _OUTPUT,
+           min_value=1, max_value=64),
+    _param('publish_points', True, 'Publish the points cloud (also needs a subscriber).', _OUTPUT),
+    _param('publish_colorized', True, 'Publish depth/colorized (also needs a subscriber).',
+           _OUTPUT),
+    _param('colorize_min_depth', 0.0, 'depth/colorized range start, metres (0 and 0 = auto).',
+           _OUTPUT, min_value=0.0, max_value=10000.0),
+    _param('colorize_max_depth', 0.0, 'depth/colorized range end, metres (0 and 0 = auto).',
+           _OUTPUT, min_value=0.0, max_value=10000.0),
+    _param('image_is_rectified', False, 'The input image is rectified (image_rect): use '
+           'camera_info P and no distortion; false = raw image, K and D.', _OUTPUT),
     # -- node only
-    _p('input_transport', 'raw', 'raw subscribes image (sensor_msgs/Image); compressed '
-       'subscribes image/compressed (sensor_msgs/CompressedImage).', _ROS,
-       choices=('raw', 'compressed'), read_only=True, node_only=True),
-    _p('input_qos', 'sensor_data', 'QoS of the image, camera_info and sparse_depth '
-       'subscriptions (sensor_data = best effort, receives from any publisher).', _ROS,
-       choices=('sensor_data', 'reliable', 'system_default'), read_only=True, node_only=True),
-    _p('output_qos', 'reliable', 'QoS of the published topics (reliable serves best-effort '
-       'and reliable subscribers).', _ROS,
-       choices=('sensor_data', 'reliable', 'system_default'), read_only=True, node_only=True),
-    _p('input_qos_depth', 5, 'History depth of the input subscriptions.', _ROS, min_value=1,
-       max_value=100, read_only=True, node_only=True),
-    _p('output_qos_depth', 2, 'History depth of the publishers (keep small for big '
-       'messages).', _ROS, min_value=1, max_value=100, read_only=True, node_only=True),
-    _p('sync_policy', 'exact', 'Pairing of an image with its camera_info and sparse depth (the '
-       'same rule in the node, depth-node bag and evaluate): exact stamps, approximate (nearest '
-       'within sync_tolerance), latest received, or latest_before (largest stamp not after the '
-       'image).', _ROS, choices=('exact', 'approximate', 'latest', 'latest_before')),
-    _p('sync_tolerance', 0.02, 'approximate sync: largest stamp difference, seconds.', _ROS,
-       min_value=0.0, max_value=10.0),
-    _p('sync_max_wait', 0.1, 'Longest an image waits for a camera_info or sparse depth that '
-       'may still arrive (a LiDAR projection often comes after its image), seconds; then it '
-       'goes on with the best partner received (without sparse depth the last scale is held).',
-       _ROS, min_value=0.0, max_value=5.0, node_only=True),
-    _p('cameras', [], 'Several cameras through one node and one batched model: their names '
-       '(e.g. [front, back]); each has <name>.image_topic, <name>.camera_info_topic, '
-       '<name>.sparse_depth_topic and <name>.output_namespace (defaults <name>/image, '
-       '<name>/camera_info, <name>/sparse_depth, <name>). Empty = one camera on image and '
-       'camera_info.', _ROS, read_only=True, node_only=True, array_of='string'),
-    _p('batch_max_wait', 0.01, "cameras: longest a round waits, after the first camera's "
-       'frame, for the other cameras to fill the batch, seconds; a camera without a frame by '
-       'then is left out of that round.', _ROS, min_value=0.0, max_value=1.0, node_only=True),
-    _p('autostart', True, 'Configure and activate the lifecycle node at start-up.', _ROS,
-       read_only=True, node_only=True),
-    _p('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', _ROS,
-       min_value=0.1, max_value=60.0, read_only=True, node_only=True),
+    _param('input_transport', 'raw', 'raw subscribes image (sensor_msgs/Image); compressed '
+           'subscribes image/compressed (sensor_msgs/CompressedImage).', _ROS,
+           choices=('raw', 'compressed'), read_only=True, node_only=True),
+    _param('input_qos', 'sensor_data', 'QoS of the image, camera_info and sparse_depth '
+           'subscriptions (sensor_data = best effort, receives from any publisher).', _ROS,
+           choices=('sensor_data', 'reliable', 'system_default'), read_only=True, node_only=True),
+    _param('output_qos', 'reliable', 'QoS of the published topics (reliable serves best-effort '
+           'and reliable subscribers).', _ROS,
+           choices=('sensor_data', 'reliable', 'system_default'), read_only=True, node_only=True),
+    _param('input_qos_depth', 5, 'History depth of the input subscriptions.', _ROS, min_value=1,
+           max_value=100, read_only=True, node_only=True),
+    _param('output_qos_depth', 2, 'History depth of the publishers (keep small for big '
+           'messages).', _ROS, min_value=1, max_value=100, read_only=True, node_only=True),
+    _param('sync_policy', 'exact', 'Pairing of an image with its camera_info and sparse depth '
+           '(the same rule in the node, depth-node bag and evaluate): exact stamps, approximate '
+           '(nearest within sync_tolerance), latest received, or latest_before (largest stamp '
+           'not after the '
+           'image).', _ROS, choices=('exact', 'approximate', 'latest', 'latest_before')),
+    _param('sync_tolerance', 0.02, 'approximate sync: largest stamp difference, seconds.', _ROS,
+           min_value=0.0, max_value=10.0),
+    _param('sync_max_wait', 0.1, 'Longest an image waits for a camera_info or sparse depth that '
+           'may still arrive (a LiDAR projection often comes after its image), seconds; then it '
+           'goes on with the best partner received (without sparse depth the last scale is held).',
+           _ROS, min_value=0.0, max_value=5.0, node_only=True),
+    _param('cameras', [], 'Several cameras through one node and one batched model: their names '
+           '(e.g. [front, back]); each has <name>.image_topic, <name>.camera_info_topic, '
+           '<name>.sparse_depth_topic and <name>.output_namespace (defaults <name>/image, '
+           '<name>/camera_info, <name>/sparse_depth, <name>). Empty = one camera on image and '
+           'camera_info.', _ROS, read_only=True, node_only=True, array_of='string'),
+    _param('batch_max_wait', 0.01, "cameras: longest a round waits, after the first camera's "
+           'frame, for the other cameras to fill the batch, seconds; a camera without a frame by '
+           'then is left out of that round.', _ROS, min_value=0.0, max_value=1.0, node_only=True),
+    _param('autostart', True, 'Configure and activate the lifecycle node at start-up.', _ROS,
+           read_only=True, node_only=True),
+    _param('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', _ROS,
+           min_value=0.1, max_value=60.0, read_only=True, node_only=True),
 )
 
 BY_NAME: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -244,7 +248,7 @@ CAMERA_PARAMETERS: dict[str, tuple[str, str]] = {
 
 
 @dataclass(frozen=True)
-class CameraTopics:
+class NodeCameraTopics:
     """One camera of the node: its name, input topics and output namespace (relative names)."""
 
     name: str

@@ -8,7 +8,7 @@ No I/O and no ROS here: messages are read by their fields and built with the cal
 :class:`~depth_node.messages.MessageFactory`.
 
 Per-camera state (the camera model at the image resolution, the scale smoother) lives in one
-:class:`CameraState` per camera stream, identified by the camera_info's ``header.frame_id``
+:class:`PipelineCameraState` per camera stream, identified by the camera_info's ``header.frame_id``
 (or the calibration file's frame). Cameras that alternate (several image topics through one
 pipeline) keep a state each; a camera whose camera_info changes (recalibration, another
 resolution, binning or ROI) gets a new state that *replaces* its old one, so the scale
@@ -129,7 +129,7 @@ class BatchItem:
 
 
 @dataclass
-class CameraState:
+class PipelineCameraState:
     """Per-camera state: the camera model at image resolution and the scale smoother.
 
     ``key`` is the identity of the calibration and image size it was made for; ``metric``
@@ -157,7 +157,7 @@ def no_ray_mask(camera: CameraModel) -> np.ndarray | None:
     return mask
 
 
-def void_where_no_ray(values: Any, state: CameraState) -> Any:
+def void_where_no_ray(values: Any, state: PipelineCameraState) -> Any:
     """Set ``values`` (numpy or torch, (H, W)) to NaN where the camera has no ray (REP 117).
 
     A raw fisheye image is black outside its image circle: without this the network's output
@@ -213,7 +213,7 @@ class DepthPipeline:
         self._log = log
         self._warn = warn if warn is not None else log
         self._max_cameras = max(1, int(max_cameras))
-        self._states: dict[str, CameraState] = {}
+        self._states: dict[str, PipelineCameraState] = {}
         self._noted: set[tuple] = set()
 
     @property
@@ -231,12 +231,12 @@ class DepthPipeline:
         self._config = config.validate()
 
     @property
-    def states(self) -> dict[str, CameraState]:
+    def states(self) -> dict[str, PipelineCameraState]:
         """Return the camera states by stream (camera frame_id), oldest first (read-only copy)."""
         return dict(self._states)
 
     # -- per-camera state -------------------------------------------------------------------
-    def camera_state(self, camera_info: Any, width: int, height: int) -> CameraState:
+    def camera_state(self, camera_info: Any, width: int, height: int) -> PipelineCameraState:
         """Return the state for this camera_info at an image size of ``width`` x ``height``.
 
         Raises the camera module's errors for an unusable camera_info
@@ -254,7 +254,8 @@ class DepthPipeline:
         return self._new_state(stream, key, camera, width, height, replaced=state is not None,
                                source='camera_info')
 
-    def state_for_camera(self, camera: CameraModel, width: int, height: int) -> CameraState:
+    def state_for_camera(self, camera: CameraModel, width: int,
+                         height: int) -> PipelineCameraState:
         """Return the state for a camera model passed in (calibration file, no camera_info)."""
         key = (camera.key, camera.frame_id, int(width), int(height))
         stream = camera.frame_id
@@ -264,7 +265,7 @@ class DepthPipeline:
         return self._new_state(stream, key, camera, width, height, replaced=state is not None,
                                source='calibration')
 
-    def _fresh(self, state: CameraState) -> CameraState:
+    def _fresh(self, state: PipelineCameraState) -> PipelineCameraState:
         """Return the state, with its converter rebuilt if the metric settings changed."""
         metric = self._config.metric
         if state.metric is not metric and self.model is not None:
@@ -284,7 +285,8 @@ class DepthPipeline:
         (log or self._log)(message)
 
     def _new_state(self, stream: str, key: tuple, camera: CameraModel, width: int,
-                   height: int, replaced: bool, source: str = 'camera_info') -> CameraState:
+                   height: int, replaced: bool,
+                   source: str = 'camera_info') -> PipelineCameraState:
         matched, rescaled = camera.matched_to_image(width, height)   # may raise: no change
         if rescaled:
             self._note(('rescaled', key),
@@ -300,8 +302,8 @@ class DepthPipeline:
         metric = self._config.metric
         if self.model is not None:
             converter = MetricConverter(self.model.card, metric)
-        state = CameraState(camera=matched, converter=converter, key=key, metric=metric,
-                            no_ray=no_ray_mask(matched))
+        state = PipelineCameraState(camera=matched, converter=converter, key=key,
+                                    metric=metric, no_ray=no_ray_mask(matched))
         self._warn_fisheye(stream, key, state)
         self._states.pop(stream, None)
         while len(self._states) >= self._max_cameras:
@@ -309,7 +311,7 @@ class DepthPipeline:
         self._states[stream] = state
         return state
 
-    def _warn_fisheye(self, stream: str, key: tuple, state: CameraState) -> None:
+    def _warn_fisheye(self, stream: str, key: tuple, state: PipelineCameraState) -> None:
         """Warn once per camera that a raw fisheye image goes into a pinhole-trained network."""
         camera = state.camera
         if not (camera.has_distortion and camera.distortion_model == 'equidistant'):
@@ -447,7 +449,7 @@ class DepthPipeline:
                            scale=None, timings=timings)
 
     def _state(self, camera_info_msg: Any | None, camera: CameraModel | None, width: int,
-               height: int) -> CameraState:
+               height: int) -> PipelineCameraState:
         if camera is not None:
             return self.state_for_camera(camera, width, height)
         if camera_info_msg is None:

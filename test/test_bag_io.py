@@ -51,12 +51,12 @@ def test_ros1_messages_become_ros2(humble_factory):
         binning_x=1, binning_y=2, roi=T['sensor_msgs/msg/RegionOfInterest'](
             x_offset=1, y_offset=2, height=3, width=4, do_rectify=True))
     raw1 = ros1.serialize_ros1(info1, 'sensor_msgs/msg/CameraInfo')
-    assert bagio.peek_stamp_ns(raw1, is2=False) == 12 * 10**9 + 345
+    assert bagio.peek_stamp_ns(raw1, is_ros2=False) == 12 * 10**9 + 345
     info2 = bagio.to_ros2(ros1.deserialize_ros1(raw1, 'sensor_msgs/msg/CameraInfo'),
                           INFO, humble_factory)
     store = humble_factory.typestore
     raw2 = store.serialize_cdr(info2, INFO)
-    assert bagio.peek_stamp_ns(raw2, is2=True) == 12 * 10**9 + 345
+    assert bagio.peek_stamp_ns(raw2, is_ros2=True) == 12 * 10**9 + 345
     back = store.deserialize_cdr(raw2, INFO)
     np.testing.assert_array_equal(back.k, K)
     np.testing.assert_array_equal(back.p, P)
@@ -77,8 +77,8 @@ def test_peek_stamp_big_endian_and_short(humble_factory):
     msg = humble_factory.CompressedImage(header=humble_factory.header(5, 6, 'x'), format='png',
                                          data=np.zeros(3, np.uint8))
     raw = store.serialize_cdr(msg, CMP, little_endian=False)
-    assert bagio.peek_stamp_ns(raw, is2=True) == 5 * 10**9 + 6
-    assert bagio.peek_stamp_ns(b'\x00\x01', is2=True) is None
+    assert bagio.peek_stamp_ns(raw, is_ros2=True) == 5 * 10**9 + 6
+    assert bagio.peek_stamp_ns(b'\x00\x01', is_ros2=True) is None
 
 
 @pytest.mark.parametrize('threaded', [True, False])

@@ -74,8 +74,8 @@ def test_rectified_or_pinhole_cameras_are_not_voided_or_warned(shared_data, fish
 
 def test_gpu_path_tensors_are_voided_too(fisheye):
     torch = pytest.importorskip('torch')
-    from depth_node.pipeline import CameraState, void_where_no_ray
-    state = CameraState(camera=fisheye, converter=None, no_ray=no_ray_mask(fisheye))
+    from depth_node.pipeline import PipelineCameraState, void_where_no_ray
+    state = PipelineCameraState(camera=fisheye, converter=None, no_ray=no_ray_mask(fisheye))
     depth = torch.ones(fisheye.image_height, fisheye.image_width)
     out = void_where_no_ray(depth, state)
     assert torch.isnan(out[torch.from_numpy(np.array(state.no_ray))]).all()
