@@ -1,4 +1,10 @@
-"""Shared pytest fixtures: the real test data in ``../shared/data`` and message factories."""
+"""Shared pytest fixtures: real test data, message factories, a tiny model, a real ROS graph.
+
+``shared_data`` (``../shared/data``), ``factory`` (rosbags messages, Humble and Jazzy),
+``humble_factory``, ``model`` (a tiny random-weight ONNX model with its card, per test module)
+and ``graph`` (a real ROS 2 graph per test module, :mod:`ros_graph`). A module that needs
+something else under one of these names defines its own fixture, which wins.
+"""
 
 from __future__ import annotations
 
@@ -45,3 +51,29 @@ def humble_factory():
     pytest.importorskip('rosbags', reason='rosbags is not installed (pip install rosbags)')
     from depth_node.messages import rosbags_factory
     return rosbags_factory('humble')
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory) -> Path:
+    """Return a tiny random-weight ONNX depth model with its card (one per test module)."""
+    from test_bag_support import tiny_model
+    return tiny_model(tmp_path_factory.mktemp('tiny_model'))
+
+
+@pytest.fixture(scope='module')
+def graph():
+    """Yield a real ROS 2 graph with rclpy and Fast DDS, one per test module."""
+    import ros_graph
+    ros_graph.require_rclpy()
+    with ros_graph.session() as g:
+        yield g
+
+
+@pytest.fixture(scope='module', params=['depth_anything', 'dpt'])
+def tiny(request, tmp_path_factory):
+    """Return (torch module, ONNX path, card with reference) of each tiny torch architecture."""
+    pytest.importorskip('torch', reason='torch is not installed (depth_node[torch])')
+    pytest.importorskip('transformers', reason='transformers is not installed')
+    pytest.importorskip('onnxruntime', reason='onnxruntime is not installed')
+    from tiny_torch_models import build_tiny
+    return build_tiny(request.param, tmp_path_factory.mktemp(request.param))

@@ -139,9 +139,3 @@ def test_real_model_on_gpu_passes_self_test(shared_data, tmp_path, backend):
     raw, _, _ = model.predict(np.zeros((480, 640, 3), np.uint8))
     assert raw.shape == (480, 640) and np.isfinite(raw).all()
     model.close()
-
-
-def test_open_model_missing_file_is_clear(tmp_path):
-    from depth_node.runner import open_model
-    with pytest.raises(ModelError, match='does not exist'):
-        open_model(tmp_path / 'missing.onnx')

@@ -9,7 +9,7 @@ import struct
 
 import numpy as np
 import pytest
-from test_bag_support import camera_info, image, read_bag, tiny_model, tum_rgb_small, write_bag
+from test_bag_support import camera_info, image, read_bag, tum_rgb_small, write_bag
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 
@@ -19,17 +19,6 @@ from depth_node.cli import main  # noqa: E402
 S = 1_000_000_000
 FIXED = ['--scale-source', 'fixed', '--fixed-scale', '1.0', '--fixed-shift', '0.5']
 TUM_RAW = '/camera/color/image_raw'
-
-
-@pytest.fixture(scope='module')
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp('tiny_model'))
-
-
-@pytest.fixture(scope='module')
-def factory():
-    from depth_node.messages import rosbags_factory
-    return rosbags_factory('humble')
 
 
 @pytest.fixture
@@ -96,15 +85,15 @@ def test_truncated_mcap_is_a_clear_usage_error(tmp_path, tum, model, no_model, c
     assert not (tmp_path / 'out').exists()
 
 
-def test_bag_unreadable_midway_keeps_what_was_done(tmp_path, model, factory):
+def test_bag_unreadable_midway_keeps_what_was_done(tmp_path, model, humble_factory):
     rgb = tum_rgb_small(320, 240)
     rows = []
     for t in range(1, 11):     # 230 kB images: rosbags closes a chunk every 1 MiB
-        info = camera_info(factory, t * S, 320, 240, 'cam', scale=0.5)
+        info = camera_info(humble_factory, t * S, 320, 240, 'cam', scale=0.5)
         rows.append(('/cam/camera_info', t * S, info))
-        frame = image(factory, t * S, np.roll(rgb, t, axis=1), 'cam')
+        frame = image(humble_factory, t * S, np.roll(rgb, t, axis=1), 'cam')
         rows.append(('/cam/image_raw', t * S + 1, frame))
-    good = write_bag(tmp_path / 'good', factory.typestore, rows)
+    good = write_bag(tmp_path / 'good', humble_factory.typestore, rows)
     assert len(_chunk_offsets(next(good.glob('*.mcap')).read_bytes())) >= 2
     broken = _copy_bag(good, tmp_path / 'broken', lambda data: _corrupt_chunk(data, -1))
     summary_file = tmp_path / 's.json'
@@ -269,10 +258,10 @@ def test_publish_colorized_help_tells_the_truth(capsys):
     assert 'not written by the bag tool' in entry and 'default: True' not in entry
 
 
-def test_rescale_notice_names_the_calibration_file(tmp_path, model, factory, capsys):
+def test_rescale_notice_names_the_calibration_file(tmp_path, model, humble_factory, capsys):
     rgb = tum_rgb_small(64, 48)
-    src = write_bag(tmp_path / 'src', factory.typestore,
-                    [('/cam/image_raw', S, image(factory, S, rgb, 'cam'))])
+    src = write_bag(tmp_path / 'src', humble_factory.typestore,
+                    [('/cam/image_raw', S, image(humble_factory, S, rgb, 'cam'))])
     calib = tmp_path / 'cam128.yaml'
     calib.write_text(
         'image_width: 128\nimage_height: 96\ncamera_name: cam\n'
@@ -285,6 +274,6 @@ def test_rescale_notice_names_the_calibration_file(tmp_path, model, factory, cap
     assert f'calibration of {str(calib)!r} is 128x96 but the images are 64x48' in err
     assert "of '' is" not in err
     frames = {m.header.frame_id for t, _, m in (
-        (r[0], r[2], factory.typestore.deserialize_cdr(r[3], r[1])) for r in
+        (r[0], r[2], humble_factory.typestore.deserialize_cdr(r[3], r[1])) for r in
         read_bag(tmp_path / 'out'))}
     assert frames == {'cam'}                  # the label is not an output frame

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from test_bag_support import (
     jpeg,
     read_bag,
     stamp_ns,
-    tiny_model,
     tum_rgb_small,
     write_bag,
 )
@@ -29,17 +27,6 @@ S = 1_000_000_000
 W, H = 64, 48
 FIXED = ['--scale-source', 'fixed', '--fixed-scale', '1.0', '--fixed-shift', '0.5',
          '--sync-policy', 'latest_before']   # frame 8 has only an earlier camera_info
-
-
-@pytest.fixture(scope='module')
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp('tiny_model'))
-
-
-@pytest.fixture(scope='module')
-def factory():
-    from depth_node.messages import rosbags_factory
-    return rosbags_factory('humble')
 
 
 def _frames(f):
@@ -101,14 +88,15 @@ def _frames(f):
 
 
 @pytest.fixture(scope='module')
-def bags(tmp_path_factory, factory):
+def bags(tmp_path_factory, humble_factory):
     root = tmp_path_factory.mktemp('bags')
-    mixed, good, expected = _frames(factory)
-    return (write_bag(root / 'mixed', factory.typestore, mixed),
-            write_bag(root / 'good', factory.typestore, good, storage='sqlite3'), expected)
+    mixed, good, expected = _frames(humble_factory)
+    return (write_bag(root / 'mixed', humble_factory.typestore, mixed),
+            write_bag(root / 'good', humble_factory.typestore, good, storage='sqlite3'), expected)
 
 
-def test_bad_frames_skipped_counted_and_good_frames_identical(bags, model, tmp_path, factory):
+def test_bad_frames_skipped_counted_and_good_frames_identical(bags, model, tmp_path,
+                                                              humble_factory):
     mixed, good, expected = bags
     summary_file = tmp_path / 'summary.json'
     out_mixed, out_good = tmp_path / 'out_mixed', tmp_path / 'out_good'
@@ -125,8 +113,8 @@ def test_bad_frames_skipped_counted_and_good_frames_identical(bags, model, tmp_p
                  *FIXED]) == bag.EXIT_OK
     rows_mixed, rows_good = read_bag(out_mixed), read_bag(out_good)
     assert rows_mixed == rows_good                       # bit-identical, same order
-    check_cdr(factory.typestore, rows_mixed)
-    msgs = decode(factory.typestore, rows_mixed)
+    check_cdr(humble_factory.typestore, rows_mixed)
+    msgs = decode(humble_factory.typestore, rows_mixed)
     stamps = {ns: [stamp_ns(m) // S for topic, _, m in msgs if topic == f'/{ns}/depth/image']
               for ns in ('cam_a', 'cam_b')}
     assert stamps == {'cam_a': [2, 4, 6, 8, 10, 11], 'cam_b': [2, 4, 6]}
@@ -142,7 +130,7 @@ def test_bad_frames_skipped_counted_and_good_frames_identical(bags, model, tmp_p
 @pytest.mark.parametrize('signame,status', [('SIGINT', bag.EXIT_INTERRUPTED),
                                             ('SIGTERM', bag.EXIT_TERMINATED),
                                             ('SIGHUP', bag.EXIT_HANGUP)])
-def test_interrupt_closes_a_valid_bag(bags, model, tmp_path, monkeypatch, factory, capsys,
+def test_interrupt_closes_a_valid_bag(bags, model, tmp_path, monkeypatch, humble_factory, capsys,
                                       signame, status):
     """Ctrl-C, SIGTERM (timeout, kill, docker stop) and SIGHUP all leave a valid bag."""
     import os
@@ -177,7 +165,7 @@ def test_interrupt_closes_a_valid_bag(bags, model, tmp_path, monkeypatch, factor
     assert f'(INTERRUPTED by {signame})' in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL   # handlers restored
     rows = read_bag(out)                                 # the bag was closed: readable
-    check_cdr(factory.typestore, rows)
+    check_cdr(humble_factory.typestore, rows)
     assert sum(1 for r in rows if r[0].endswith('/depth/image')) == 3
     assert (out / 'metadata.yaml').is_file()
 
@@ -216,7 +204,7 @@ def test_every_and_max_frames(bags, model, tmp_path):
     assert summary['frames_relative_only'] == 2
 
 
-def test_copy_input_and_list(bags, model, tmp_path, capsys, factory):
+def test_copy_input_and_list(bags, model, tmp_path, capsys, humble_factory):
     _, good, _ = bags
     assert main(['bag', str(good), '--list']) == 0
     listing = capsys.readouterr().out
@@ -256,20 +244,20 @@ def test_usage_errors(bags, model, tmp_path, capsys, monkeypatch):
 
 
 def test_corrupt_sparse_depth_message_is_counted_and_frames_are_kept(model, tmp_path,
-                                                                     factory):
+                                                                     humble_factory):
     rgb = tum_rgb_small(W, H)
     depth = np.full((H, W), 2.0, np.float32)
     rows = []
     for t in (1, 2, 3):
-        rows.append(('/cam/camera_info', t * S, camera_info(factory, t * S, W, H, 'cam')))
-        rows.append(('/cam/image_raw', t * S + 10, image(factory, t * S, rgb, 'cam')))
-        sparse = factory.Image(header=factory.header(t, 0, 'cam'), height=H, width=W,
-                               encoding='32FC1', is_bigendian=0, step=W * 4,
-                               data=depth.view(np.uint8).reshape(-1))
-        raw = bytes(factory.typestore.serialize_cdr(sparse, 'sensor_msgs/msg/Image'))
+        rows.append(('/cam/camera_info', t * S, camera_info(humble_factory, t * S, W, H, 'cam')))
+        rows.append(('/cam/image_raw', t * S + 10, image(humble_factory, t * S, rgb, 'cam')))
+        sparse = humble_factory.Image(header=humble_factory.header(t, 0, 'cam'), height=H,
+                                      width=W, encoding='32FC1', is_bigendian=0, step=W * 4,
+                                      data=depth.view(np.uint8).reshape(-1))
+        raw = bytes(humble_factory.typestore.serialize_cdr(sparse, 'sensor_msgs/msg/Image'))
         rows.append(('/cam/sparse', t * S + 20,
                      ('sensor_msgs/msg/Image', raw[:40] if t == 2 else raw)))
-    src = write_bag(tmp_path / 'in', factory.typestore, rows)
+    src = write_bag(tmp_path / 'in', humble_factory.typestore, rows)
     summary_path = tmp_path / 'summary.json'
     status = main(['bag', str(src), str(tmp_path / 'out'), '--model', str(model),
                    '--scale-source', 'sparse_depth', '--sparse-depth-topic', '/cam/sparse',

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_bag_support import image, jpeg, tiny_model, tum_rgb_small, write_bag
+from test_bag_support import image, jpeg, tum_rgb_small, write_bag
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 
@@ -19,11 +19,6 @@ from depth_node.cli import main  # noqa: E402
 
 S = 1_000_000_000
 FIXED = ['--scale-source', 'fixed', '--fixed-scale', '1.0', '--fixed-shift', '0.5']
-
-
-@pytest.fixture(scope='module')
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp('tiny_model'))
 
 
 def _calibration(path: Path, width: int, height: int) -> Path:

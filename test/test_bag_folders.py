@@ -14,7 +14,7 @@ import shutil
 
 import numpy as np
 import pytest
-from test_bag_support import pydnet, read_bag, tiny_model
+from test_bag_support import pydnet, read_bag
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 cv2 = pytest.importorskip('cv2')
@@ -25,11 +25,6 @@ from depth_node.cli import main  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 FIXED = ['--scale-source', 'fixed', '--fixed-scale', '1.0', '--fixed-shift', '0.5']
 TUM_K = '525,525,319.5,239.5'
-
-
-@pytest.fixture(scope='module')
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp('tiny_model'))
 
 
 @pytest.fixture

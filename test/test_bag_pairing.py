@@ -196,14 +196,14 @@ def test_evaluate_pairs_the_same_frames(rule):
 
 
 # -- a bag with sparse depth 10 ms off its images ---------------------------------------------
-def test_sparse_depth_10ms_off_pairs_with_approximate(tmp_path, factory):
+def test_sparse_depth_10ms_off_pairs_with_approximate(tmp_path, humble_factory):
     from depth_node import bag
     from depth_node.cli import main
     from depth_node.images import make_image
     import numpy as np
     from test_bag_support import camera_info, image, tiny_model, tum_rgb_small, write_bag
     w, h = 64, 48
-    f = factory
+    f = humble_factory
     rows = []
     sparse = np.full((h, w), 2.0, np.float32)
     for t in range(1, 6):
@@ -226,10 +226,3 @@ def test_sparse_depth_10ms_off_pairs_with_approximate(tmp_path, factory):
     assert summaries['exact']['relative_only_reasons'] == {missing: 5}
     assert summaries['exact']['exit_status'] == bag.EXIT_NOT_METRIC
     assert missing not in summaries['approximate']['relative_only_reasons']
-
-
-@pytest.fixture(scope='module')
-def factory():
-    pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool')
-    from depth_node.messages import rosbags_factory
-    return rosbags_factory('humble')

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from test_bag_support import check_cdr, decode, pydnet, read_bag, stamp_ns, tiny_model
+from test_bag_support import check_cdr, decode, pydnet, read_bag, stamp_ns
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 
@@ -18,11 +18,6 @@ from depth_node.cli import main  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TUM_STAMP = 1_700_000_000 * 1_000_000_000
 FIXED = ['--scale-source', 'fixed', '--fixed-scale', '1.0', '--fixed-shift', '0.5']
-
-
-@pytest.fixture(scope='module')
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp('tiny_model'))
 
 
 @pytest.fixture(scope='module')

@@ -20,12 +20,6 @@ TUM_DEPTH = '/camera/depth_registered/image_gt'
 TUM_INFO = '/camera/color/camera_info'
 
 
-@pytest.fixture(scope='module')
-def factory():
-    from depth_node.messages import rosbags_factory
-    return rosbags_factory('humble')
-
-
 def _cloud(msg):
     """(xyz (H, W, 3) float32, rgb (H, W, 3) uint8 or None) of a PointCloud2."""
     from depth_node.clouds import pointcloud2_to_array
@@ -64,9 +58,10 @@ def _tum_run(src: Path, out: Path, *extra: str, summary: Path | None = None) -> 
 @pytest.mark.parametrize('rgb_args', [[], ['--rgb-topic', '/camera/color/image_raw'],
                                       ['--rgb-topic', '/camera/color/image_raw/compressed']],
                          ids=['discovered', 'raw', 'compressed'])
-def test_tum_xyzrgb_colours_equal_the_image(shared_data, factory, tmp_path, capsys, rgb_args):
+def test_tum_xyzrgb_colours_equal_the_image(shared_data, humble_factory, tmp_path, capsys,
+                                            rgb_args):
     from depth_node.images import message_to_rgb
-    store = factory.typestore
+    store = humble_factory.typestore
     src = shared_data / 'bags' / 'tum_rgbd_sample_mcap'
     assert _tum_run(src, tmp_path / 'xyz') == 0
     summary_file = tmp_path / 's.json'
@@ -102,11 +97,11 @@ def test_tum_xyzrgb_colours_equal_the_image(shared_data, factory, tmp_path, caps
         assert np.abs(rgb[valid].astype(np.int16) - raw[valid]).mean() < 8
 
 
-def test_tum_rgb_topic_needs_xyzrgb(shared_data, factory, tmp_path, capsys):
+def test_tum_rgb_topic_needs_xyzrgb(shared_data, humble_factory, tmp_path, capsys):
     src = shared_data / 'bags' / 'tum_rgbd_sample_mcap'
     assert _tum_run(src, tmp_path / 'o', '--rgb-topic', '/camera/color/image_raw') == 0
     assert '--rgb-topic /camera/color/image_raw is not read' in capsys.readouterr().err
-    cloud = next(iter(_points(factory.typestore, tmp_path / 'o').values()))
+    cloud = next(iter(_points(humble_factory.typestore, tmp_path / 'o').values()))
     assert [f.name for f in cloud.fields] == ['x', 'y', 'z']
 
 
@@ -185,9 +180,9 @@ def _run(src: Path, out: Path, summary: Path, *extra: str) -> int:
 
 
 @pytest.mark.parametrize('explicit', [False, True])
-def test_pairing_by_exact_stamp_with_a_missing_colour_image(factory, tmp_path, capsys,
+def test_pairing_by_exact_stamp_with_a_missing_colour_image(humble_factory, tmp_path, capsys,
                                                             explicit):
-    src, rgbs = _pairing_bag(factory, tmp_path / 'in')
+    src, rgbs = _pairing_bag(humble_factory, tmp_path / 'in')
     extra = ['--rgb-topic', '/cam/color/image_raw'] if explicit else []
     summary_file = tmp_path / 's.json'
     assert _run(src, tmp_path / 'out', summary_file, '--point-cloud-fields', 'xyzrgb',
@@ -199,15 +194,15 @@ def test_pairing_by_exact_stamp_with_a_missing_colour_image(factory, tmp_path, c
     assert summary['skipped'] == {'no_rgb_for_depth': 1, 'size_mismatch': 1}
     assert summary['frames_read'] == 7 and summary['frames_written'] == 5
     rows = read_bag(tmp_path / 'out')
-    check_cdr(factory.typestore, rows)
-    clouds = _points(factory.typestore, tmp_path / 'out')
+    check_cdr(humble_factory.typestore, rows)
+    clouds = _points(humble_factory.typestore, tmp_path / 'out')
     assert sorted(clouds) == [t * S for t in (1, 2, 5, 6, 7)]
     # frame 6 waited for its colour image and frame 7 behind it (else frame 6 would have been
     # skipped as out_of_order_stamp); each cloud has its depth image's log time
     assert [t for topic, _, t, _ in rows if topic == '/cam/depth/points'] == \
         [t * S + (0 if t in (2, 6) else 10) for t in (1, 2, 5, 6, 7)]
     assert _run(src, tmp_path / 'xyz', tmp_path / 'x.json') == 0
-    ref = _points(factory.typestore, tmp_path / 'xyz')
+    ref = _points(humble_factory.typestore, tmp_path / 'xyz')
     for stamp, cloud in clouds.items():
         xyz, rgb = _cloud(cloud)
         np.testing.assert_array_equal(xyz, _cloud(ref[stamp])[0])
@@ -216,14 +211,14 @@ def test_pairing_by_exact_stamp_with_a_missing_colour_image(factory, tmp_path, c
         np.testing.assert_array_equal(rgb[valid], rgbs[stamp // S][valid])
 
 
-def test_several_colour_cameras_warn_and_write_xyz(factory, tmp_path, capsys):
-    src, _ = _pairing_bag(factory, tmp_path / 'in', extra_camera=True)
+def test_several_colour_cameras_warn_and_write_xyz(humble_factory, tmp_path, capsys):
+    src, _ = _pairing_bag(humble_factory, tmp_path / 'in', extra_camera=True)
     assert _run(src, tmp_path / 'out', tmp_path / 's.json', '--point-cloud-fields',
                 'xyzrgb') == 0
     err = capsys.readouterr().err
     assert 'several colour cameras (/cam/color/image_raw, /cam2/image_raw)' in err
     assert '--rgb-topic' in err
-    clouds = _points(factory.typestore, tmp_path / 'out')
+    clouds = _points(humble_factory.typestore, tmp_path / 'out')
     assert len(clouds) == 7
     assert all([f.name for f in c.fields] == ['x', 'y', 'z'] for c in clouds.values())
     # the explicit choice colours them
@@ -231,14 +226,14 @@ def test_several_colour_cameras_warn_and_write_xyz(factory, tmp_path, capsys):
                 '--rgb-topic', '/cam2/image_raw') == bag.EXIT_SKIPPED
     summary = json.loads((tmp_path / 's2.json').read_text())
     assert summary['skipped'] == {'no_rgb_for_depth': 6}
-    assert sorted(_points(factory.typestore, tmp_path / 'out2')) == [7 * S]
+    assert sorted(_points(humble_factory.typestore, tmp_path / 'out2')) == [7 * S]
 
 
-def test_waiting_frames_are_bounded(factory, tmp_path, monkeypatch):
+def test_waiting_frames_are_bounded(humble_factory, tmp_path, monkeypatch):
     """Colour images logged far after their depth frames: the oldest frames stop waiting."""
     monkeypatch.setattr(bag_rosbag, 'MAX_BUFFERED', 2)
     rgbs = _colours(6)
-    f = factory
+    f = humble_factory
     rows = _infos(f, range(1, 6))
     rows += [('/cam/depth/image_raw', t * S, _depth(f, t * S, 'cam', t)) for t in range(1, 6)]
     rows += [('/cam/color/image_raw', 10 * S + t, image(f, t * S, rgbs[t], 'cam'))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bag_support import check_cdr, decode, read_bag, stamp_ns, tiny_model
+from test_bag_support import check_cdr, decode, read_bag, stamp_ns
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 
@@ -20,11 +20,6 @@ from depth_node.cli import main  # noqa: E402, I100
 
 OTHERS = ('/camera/accel/sample', '/camera/gyro/sample', '/camera/odom/sample',
           '/camera/fisheye2/image_raw')
-
-
-@pytest.fixture(scope='module')
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp('tiny_model'))
 
 
 @pytest.fixture(scope='module')

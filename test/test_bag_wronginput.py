@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_bag_support import tiny_model
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
 
@@ -18,11 +17,6 @@ from depth_node import bag  # noqa: E402, I100
 from depth_node.cli import main  # noqa: E402
 
 TUM_RAW = '/camera/color/image_raw'
-
-
-@pytest.fixture(scope='module')
-def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp('tiny_model'))
 
 
 @pytest.fixture

@@ -22,12 +22,6 @@ WARN, ERROR = 30, 40            # rcl_interfaces/Log levels
 
 
 @pytest.fixture(scope='module')
-def graph():
-    with ros_graph.session() as g:
-        yield g
-
-
-@pytest.fixture(scope='module')
 def synthetic_bag_messages(shared_data, graph):
     """Return the malformed Image/CompressedImage of the synthetic bag as rclpy messages."""
     from rclpy.serialization import deserialize_message

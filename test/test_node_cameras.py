@@ -29,12 +29,6 @@ DATA = Path(__file__).resolve().parents[1] / '..' / 'shared' / 'data'
 OUTPUTS = {'depth/image': 'Image', 'depth/camera_info': 'CameraInfo', 'points': 'PointCloud2'}
 
 
-@pytest.fixture(scope='module')
-def graph():
-    with ros_graph.session() as g:
-        yield g
-
-
 @pytest.fixture
 def g(graph):
     yield graph

@@ -24,12 +24,6 @@ OUTPUTS = {'depth/image': 'Image', 'depth/camera_info': 'CameraInfo', 'points': 
 
 
 @pytest.fixture(scope='module')
-def graph():
-    with ros_graph.session() as g:
-        yield g
-
-
-@pytest.fixture(scope='module')
 def tum_rgb(shared_data):
     bgr = cv2.imread(str(shared_data / 'rgbd' / 'open3d_tum' / 'TUM_color.png'),
                      cv2.IMREAD_COLOR)

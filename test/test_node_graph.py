@@ -27,12 +27,6 @@ WARN = 30                       # rcl_interfaces/Log level
 SCALE, SHIFT = 2.0, 0.5         # sparse depth = SCALE * relative + SHIFT
 
 
-@pytest.fixture(scope='module')
-def graph():
-    with ros_graph.session() as g:
-        yield g
-
-
 @pytest.fixture
 def g(graph):
     yield graph

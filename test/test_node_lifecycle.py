@@ -20,12 +20,6 @@ import node_helpers as helpers  # noqa: E402, I100
 ERROR = 40                      # rcl_interfaces/Log level
 
 
-@pytest.fixture(scope='module')
-def graph():
-    with ros_graph.session() as g:
-        yield g
-
-
 class Made:
     """A node of a test with what watches it: /rosout lines and its transition events."""
 

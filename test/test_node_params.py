@@ -10,12 +10,6 @@ ros_graph.require_rclpy()
 import node_helpers as helpers  # noqa: E402, I100
 
 
-@pytest.fixture(scope='module')
-def graph():
-    with ros_graph.session() as g:
-        yield g
-
-
 @pytest.fixture
 def node(graph):
     yield graph.depth_node(model=helpers.FakeModel(), model_file_path='zoo')

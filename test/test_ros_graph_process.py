@@ -57,12 +57,6 @@ def install(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def graph():
-    with ros_graph.session() as g:
-        yield g
-
-
-@pytest.fixture(scope='module')
 def model(tmp_path_factory):
     return build_tiny_onnx(tmp_path_factory.mktemp('model') / 'tiny.onnx')
 
