@@ -170,3 +170,27 @@ def test_sparse_depth_dir_pairs_by_name_and_scales(tum, tmp_path):
     metrics = compute_metrics(pred.astype(np.float32), gt.astype(np.float32), min_depth=0.1,
                               max_depth=10.0, align='none')
     assert metrics['abs_rel'] < 0.2 and metrics['delta1'] > 0.7
+
+
+def test_folder_calibration_of_another_aspect_ratio_fails_first(tum, model, tmp_path, capsys,
+                                                                monkeypatch):
+    folder = _folder(tum, tmp_path / 'in', depth_too=False)
+
+    def no_model(options):
+        raise AssertionError('the model was loaded before the calibration was checked')
+    monkeypatch.setattr(bag, 'build_pipeline', no_model)
+    out = tmp_path / 'out'
+    assert main(['bag', str(folder), str(out), '--model', str(model), '--camera-info',
+                 str(_square(tmp_path / 'square.yaml'))]) == bag.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert 'is a calibration of 480x480 images' in err and 'carries 640x480' in err
+    assert not out.exists()
+
+
+def _square(path: Path) -> Path:
+    path.write_text(
+        'image_width: 480\nimage_height: 480\ncamera_name: sq\n'
+        'camera_matrix: {rows: 3, cols: 3, data: [400, 0, 239.5, 0, 400, 239.5, 0, 0, 1]}\n'
+        'distortion_model: plumb_bob\n'
+        'distortion_coefficients: {rows: 1, cols: 5, data: [0, 0, 0, 0, 0]}\n')
+    return path
