@@ -143,6 +143,46 @@ def _pack_rgb(rgb: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def _checked_rays_and_rgb(depth: Any, rays: Any, rgb: Any) -> tuple[np.ndarray, Any]:
+    """Return the ray table and colour image as arrays; SizeMismatchError if they do not fit."""
+    rays = np.asarray(rays)
+    if rays.ndim != 3 or rays.shape[2] != 3 or rays.shape[:2] != tuple(depth.shape):
+        raise SizeMismatchError(
+            f'Ray table shape {rays.shape} does not match the depth map {depth.shape}.',
+            'Build the rays from the camera model at the depth map resolution '
+            '(CameraModel.resized / matched_to_image).')
+    if rgb is not None:
+        rgb = rgb if is_torch(rgb) else np.asarray(rgb)
+        if tuple(rgb.shape) != tuple(depth.shape) + (3,) or str(rgb.dtype).split('.')[-1] \
+                != 'uint8':
+            raise SizeMismatchError(
+                f'Colour image {rgb.dtype} {rgb.shape} does not match the depth map '
+                f'{depth.shape}: need (H, W, 3) uint8 RGB.',
+                'Use the RGB image the depth was computed from, or xyz fields only.')
+    return rays, rgb
+
+
+def _valid_depth(sub: np.ndarray, shape: tuple[int, int],
+                 valid_range: tuple[float, float] | None) -> np.ndarray:
+    """Return the depth with every invalid value NaN, in a reused scratch plane."""
+    z = _scratch.plane('z', shape, np.float32)
+    if valid_range is None:
+        # valid = finite and > 0, without a mask: negatives (and -Inf) -> 0, then
+        # z * (z / z) is NaN for 0, +Inf and NaN and z itself elsewhere (two SIMD passes)
+        np.maximum(sub, 0, out=z)
+        ones = _scratch.plane('ones', shape, np.float32)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            np.divide(z, z, out=ones)
+        np.multiply(z, ones, out=z)
+    else:
+        # low <= d <= high (NaN compares false: invalid) keeps d, everything else is NaN
+        low, high = valid_range
+        valid = cv2.inRange(sub, low, high, dst=_scratch.plane('valid', shape, np.uint8))
+        z.fill(np.nan)
+        cv2.copyTo(sub, valid, z)
+    return z
+
+
 def depth_to_cloud(depth_m: np.ndarray, rays: np.ndarray, rgb: np.ndarray | None = None,
                    decimation: int = 1, min_range: float | None = None,
                    max_range: float | None = None, out: np.ndarray | None = None) -> np.ndarray:
@@ -170,20 +210,7 @@ def depth_to_cloud(depth_m: np.ndarray, rays: np.ndarray, rgb: np.ndarray | None
     if depth.ndim != 2 or (depth.numel() if on_device else depth.size) == 0:
         raise ImageFormatError(f'Depth map has shape {tuple(depth.shape)}, expected (H, W) > 0.',
                                'Pass a non-empty single-channel depth map.')
-    rays = np.asarray(rays)
-    if rays.ndim != 3 or rays.shape[2] != 3 or rays.shape[:2] != tuple(depth.shape):
-        raise SizeMismatchError(
-            f'Ray table shape {rays.shape} does not match the depth map {depth.shape}.',
-            'Build the rays from the camera model at the depth map resolution '
-            '(CameraModel.resized / matched_to_image).')
-    if rgb is not None:
-        rgb = rgb if is_torch(rgb) else np.asarray(rgb)
-        if tuple(rgb.shape) != tuple(depth.shape) + (3,) or str(rgb.dtype).split('.')[-1] \
-                != 'uint8':
-            raise SizeMismatchError(
-                f'Colour image {rgb.dtype} {rgb.shape} does not match the depth map '
-                f'{depth.shape}: need (H, W, 3) uint8 RGB.',
-                'Use the RGB image the depth was computed from, or xyz fields only.')
+    rays, rgb = _checked_rays_and_rgb(depth, rays, rgb)
     decimation = int(decimation)
     if decimation < 1:
         raise ValueError(f'decimation must be >= 1, got {decimation}')
@@ -204,20 +231,7 @@ def depth_to_cloud(depth_m: np.ndarray, rays: np.ndarray, rgb: np.ndarray | None
     sub = depth[::decimation, ::decimation]
     if sub.dtype != np.float32 or not sub.flags.c_contiguous:
         sub = np.ascontiguousarray(sub, dtype=np.float32)
-    z = _scratch.plane('z', shape, np.float32)
-    if not ranged:
-        # valid = finite and > 0, without a mask: negatives (and -Inf) -> 0, then
-        # z * (z / z) is NaN for 0, +Inf and NaN and z itself elsewhere (two SIMD passes)
-        np.maximum(sub, 0, out=z)
-        ones = _scratch.plane('ones', shape, np.float32)
-        with np.errstate(invalid='ignore', divide='ignore'):
-            np.divide(z, z, out=ones)
-        np.multiply(z, ones, out=z)
-    else:
-        # low <= d <= high (NaN compares false: invalid) keeps d, everything else is NaN
-        valid = cv2.inRange(sub, low, high, dst=_scratch.plane('valid', shape, np.uint8))
-        z.fill(np.nan)
-        cv2.copyTo(sub, valid, z)
+    z = _valid_depth(sub, shape, (low, high) if ranged else None)
     ray_x, ray_y, ray_z = ray_planes(rays, decimation)
     x = np.multiply(ray_x, z, out=_scratch.plane('x', shape, np.float32))
     y = np.multiply(ray_y, z, out=_scratch.plane('y', shape, np.float32))

@@ -113,6 +113,23 @@ def _ms(summary: Mapping[str, float], key: str = 'mean') -> str:
     return f'{summary[key]:.1f}' if summary else 'n/a'
 
 
+def _scale_values(scale: Any | None) -> list[tuple[str, str]]:
+    """Return the key/values of the last scale report (none without one)."""
+    if scale is None:
+        return []
+    values = [
+        ('scale', f"{getattr(scale, 'scale', float('nan')):.6g}"),
+        ('shift', f"{getattr(scale, 'shift', float('nan')):.6g}"),
+        ('scale source', str(getattr(scale, 'source', ''))),
+        ('scale quality', f"{getattr(scale, 'quality', float('nan')):.4g}"),
+        ('scale points', str(getattr(scale, 'n_points', ''))),
+        ('scale accepted', str(getattr(scale, 'accepted', ''))),
+    ]
+    if getattr(scale, 'message', ''):
+        values.append(('scale message', str(scale.message)))
+    return values
+
+
 class NodeDiagnostics:
     """Everything the node reports on /diagnostics, updated from any thread.
 
@@ -237,17 +254,7 @@ class NodeDiagnostics:
         for stage in sorted(stages):
             if stages[stage]:
                 values.append((f'stage {stage} mean', _ms(stages[stage])))
-        if scale is not None:
-            values.extend([
-                ('scale', f"{getattr(scale, 'scale', float('nan')):.6g}"),
-                ('shift', f"{getattr(scale, 'shift', float('nan')):.6g}"),
-                ('scale source', str(getattr(scale, 'source', ''))),
-                ('scale quality', f"{getattr(scale, 'quality', float('nan')):.4g}"),
-                ('scale points', str(getattr(scale, 'n_points', ''))),
-                ('scale accepted', str(getattr(scale, 'accepted', ''))),
-            ])
-            if getattr(scale, 'message', ''):
-                values.append(('scale message', str(scale.message)))
+        values.extend(_scale_values(scale))
         if metric is not None:
             values.append(('output', 'metric depth' if metric else 'relative only'))
         for key, value in (backend_info or {}).items():

@@ -66,34 +66,7 @@ class TorchBackend(Backend):
         """
         torch = require('torch', 'the torch backend')
         self._torch = torch
-        zoo_card = None
-        if isinstance(model, torch.nn.Module):
-            module, label = model, type(model).__name__
-        else:
-            path = Path(str(model))
-            label = str(model)
-            if path.is_file() and path.suffix.lower() in TORCHSCRIPT_SUFFIXES:
-                try:
-                    module = torch.jit.load(str(path), map_location='cpu')
-                except Exception as exc:  # torch raises RuntimeError and others
-                    raise ModelError(f'Cannot load TorchScript file {path}: {exc}.',
-                                     'Give a file saved with torch.jit.save, or a zoo name.'
-                                     ) from exc
-            elif path.is_file():
-                raise ModelError(f'The torch backend cannot run {path} ({path.suffix} file).',
-                                 'Use the onnxruntime or tensorrt backend for ONNX/engine '
-                                 'files; the torch backend takes zoo names, hub ids, '
-                                 'checkpoint folders or TorchScript files.')
-            else:
-                try:
-                    from depth_node.models import zoo
-                except ImportError as exc:
-                    raise ModelError(f'The model zoo is not available: {exc}.',
-                                     'Give a TorchScript file instead.') from exc
-                size = (card.network_image_width, card.network_image_height) if (
-                    card is not None and card.network_image_width) else None
-                module, zoo_card = zoo.load_torch_model(str(model), random_weights=random_weights,
-                                                        input_size=size)
+        module, label, zoo_card = _load_module(torch, model, card, random_weights)
         if card is None:
             if zoo_card is None:
                 raise ModelError(f'No model card for the torch model {label}.',
@@ -186,3 +159,31 @@ class TorchBackend(Backend):
         self.module = None
         if self.device == 'cuda':
             self._torch.cuda.empty_cache()
+
+
+def _load_module(torch: Any, model: Any, card: Any, random_weights: bool) -> tuple[Any, str, Any]:
+    """Return ``(module, label, card from the zoo or None)`` of what the torch backend runs."""
+    if isinstance(model, torch.nn.Module):
+        return model, type(model).__name__, None
+    path = Path(str(model))
+    if path.is_file() and path.suffix.lower() in TORCHSCRIPT_SUFFIXES:
+        try:
+            return torch.jit.load(str(path), map_location='cpu'), str(model), None
+        except Exception as exc:  # torch raises RuntimeError and others
+            raise ModelError(f'Cannot load TorchScript file {path}: {exc}.',
+                             'Give a file saved with torch.jit.save, or a zoo name.') from exc
+    if path.is_file():
+        raise ModelError(f'The torch backend cannot run {path} ({path.suffix} file).',
+                         'Use the onnxruntime or tensorrt backend for ONNX/engine files; the '
+                         'torch backend takes zoo names, hub ids, checkpoint folders or '
+                         'TorchScript files.')
+    try:
+        from depth_node.models import zoo
+    except ImportError as exc:
+        raise ModelError(f'The model zoo is not available: {exc}.',
+                         'Give a TorchScript file instead.') from exc
+    size = (card.network_image_width, card.network_image_height) if (
+        card is not None and card.network_image_width) else None
+    module, zoo_card = zoo.load_torch_model(str(model), random_weights=random_weights,
+                                            input_size=size)
+    return module, str(model), zoo_card

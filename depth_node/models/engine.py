@@ -760,6 +760,38 @@ def _network_flags(trt: Any) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
 
 
+def _check_fp16_build(trt: Any) -> None:
+    """Raise EngineError where this TensorRT cannot build FP16 from an FP32 ONNX file."""
+    if weak_typing_fp16(trt):
+        return
+    if tensorrt_major(trt) < 11:  # API drift on 8.6/10.x: name what is missing
+        check_api(trt, ('fp16',))
+    raise EngineError(
+        f'TensorRT {trt.__version__} cannot build an FP16 engine from an FP32 ONNX file: '
+        'TensorRT 11 removed weak typing (BuilderFlag.FP16); engines compute in the ONNX '
+        "file's types.",
+        'Use precision fp32 (--precision fp32) with TensorRT 11, or TensorRT 10.x or 8.6 for '
+        'FP16 engines. (An ONNX file converted to FP16 beforehand, e.g. with NVIDIA ModelOpt '
+        'AutoCast, builds as FP16 on TensorRT 11 with --precision fp32.)')
+
+
+def _load_timing_cache(config: Any, timing_cache: str | Path,
+                       log: Callable[[str], Any]) -> Any:
+    """Set the builder's timing cache from ``timing_cache`` (a new one if absent or foreign)."""
+    path = Path(timing_cache).expanduser()
+    blob = path.read_bytes() if path.is_file() else b''
+    cache = config.create_timing_cache(blob)
+    # False: refuse a cache from another TensorRT version or GPU instead of misusing it
+    if blob and (cache is None or not config.set_timing_cache(cache, False)):
+        log(f'timing cache {path} is from another TensorRT version or GPU; starting a new one')
+        blob = b''
+        cache = config.create_timing_cache(blob)
+    if not blob:
+        config.set_timing_cache(cache, False)
+    log(f"timing cache {path} ({'loaded' if blob else 'new'})")
+    return cache
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
                  precision: str = DEFAULT_PRECISION, workspace_mib: int | None = None,
                  timing_cache: str | Path | None = None, fp32_layers: str = 'auto',
@@ -781,15 +813,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     version = trt.__version__
     check_api(trt, ('build', 'progress'))
-    if precision == 'fp16' and not weak_typing_fp16(trt):
-        if tensorrt_major(trt) < 11:  # API drift on 8.6/10.x: name what is missing
-            check_api(trt, ('fp16',))
-        raise EngineError(
-            f'TensorRT {version} cannot build an FP16 engine from an FP32 ONNX file: TensorRT '
-            "11 removed weak typing (BuilderFlag.FP16); engines compute in the ONNX file's types.",
-            'Use precision fp32 (--precision fp32) with TensorRT 11, or TensorRT 10.x or 8.6 for '
-            'FP16 engines. (An ONNX file converted to FP16 beforehand, e.g. with NVIDIA ModelOpt '
-            'AutoCast, builds as FP16 on TensorRT 11 with --precision fp32.)')
+    if precision == 'fp16':
+        _check_fp16_build(trt)
     require_gpu(f'Building a TensorRT engine (TensorRT {version})')
     start = time.monotonic()
     logger = tensorrt_logger(trt, log)
@@ -813,20 +838,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
         if fp32_layers == 'auto':
             pinned = mark_fp32_layers(network, trt)
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-    cache = None
-    if timing_cache:
-        timing_cache = Path(timing_cache).expanduser()
-        blob = timing_cache.read_bytes() if timing_cache.is_file() else b''
-        cache = config.create_timing_cache(blob)
-        # False: refuse a cache from another TensorRT version or GPU instead of misusing it
-        if blob and (cache is None or not config.set_timing_cache(cache, False)):
-            log(f'timing cache {timing_cache} is from another TensorRT version or GPU; '
-                'starting a new one')
-            blob = b''
-            cache = config.create_timing_cache(blob)
-        if not blob:
-            config.set_timing_cache(cache, False)
-        log(f"timing cache {timing_cache} ({'loaded' if blob else 'new'})")
+    cache = _load_timing_cache(config, timing_cache, log) if timing_cache else None
     monitor = _progress_monitor(trt, log)
     if monitor is not None:
         config.progress_monitor = monitor
@@ -852,7 +864,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *,
     os.replace(tmp, engine_path)
     if cache is not None:
         try:
-            Path(timing_cache).write_bytes(memoryview(config.get_timing_cache().serialize()))
+            Path(timing_cache).expanduser().write_bytes(
+                memoryview(config.get_timing_cache().serialize()))
         except OSError as exc:
             log(f'warning: timing cache not saved to {timing_cache}: {exc}')
     log(f'engine {engine_path} written ({engine_path.stat().st_size / 2**20:.1f} MiB, '

@@ -430,6 +430,28 @@ def _check_size(size: tuple[int, int], multiple: int, square: bool, model: str) 
                          'card stretches the image to it).')
 
 
+def _from_pretrained(transformers: Any, source: str, local: Path, random_weights: bool):
+    """Return ``(network, config)`` of a hub id or checkpoint folder (random weights: config)."""
+    auto = transformers.AutoModelForDepthEstimation
+    try:
+        if random_weights:
+            config = transformers.AutoConfig.from_pretrained(source)
+            return auto.from_config(config), config
+        net = auto.from_pretrained(source)
+        return net, net.config
+    except Exception as exc:  # OSError (hub, files), ValueError (unknown model type), ...
+        if local.is_dir():
+            raise ModelError(f'Cannot load the checkpoint in {local}: '
+                             f'{type(exc).__name__}: {exc}.',
+                             'It must be a transformers checkpoint directory (config.json '
+                             'plus weights) of a depth estimation model.') from exc
+        if isinstance(exc, OSError):
+            raise _hub_error(source, exc) from exc
+        raise ModelError(f'Cannot load {source!r}: {type(exc).__name__}: {exc}.',
+                         'Check that it is a transformers depth estimation model '
+                         '(Depth Anything, DPT, ZoeDepth).') from exc
+
+
 def load_torch_model(model: str, random_weights: bool = False,
                      input_size: tuple[int, int] | str | None = None, *,
                      config_overrides: dict[str, Any] | None = None,
@@ -471,25 +493,7 @@ def load_torch_model(model: str, random_weights: bool = False,
                          f'Use one of: {names}; or a transformers hub id or local directory.')
     else:
         source = str(local) if local.is_dir() else (entry.hub_id if entry else model)
-        auto = transformers.AutoModelForDepthEstimation
-        try:
-            if random_weights:
-                config = transformers.AutoConfig.from_pretrained(source)
-                net = auto.from_config(config)
-            else:
-                net = auto.from_pretrained(source)
-                config = net.config
-        except Exception as exc:  # OSError (hub, files), ValueError (unknown model type), ...
-            if local.is_dir():
-                raise ModelError(f'Cannot load the checkpoint in {local}: '
-                                 f'{type(exc).__name__}: {exc}.',
-                                 'It must be a transformers checkpoint directory (config.json '
-                                 'plus weights) of a depth estimation model.') from exc
-            if isinstance(exc, OSError):
-                raise _hub_error(source, exc) from exc
-            raise ModelError(f'Cannot load {source!r}: {type(exc).__name__}: {exc}.',
-                             'Check that it is a transformers depth estimation model '
-                             '(Depth Anything, DPT, ZoeDepth).') from exc
+        net, config = _from_pretrained(transformers, source, local, random_weights)
     net = net.float()  # checkpoints stored in fp16/bf16 are exported and verified in fp32
     if random_weights:
         randomize_weights(net, seed)

@@ -36,6 +36,7 @@ from pathlib import Path
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -180,6 +181,61 @@ def abs_rel(reference: np.ndarray, other: np.ndarray) -> float:
     return float(np.mean(np.abs(other[valid] - reference[valid]) / reference[valid]))
 
 
+def _measure(context: Any, backend: Any, model: Any, pre: Any, width: int,
+             height: int) -> tuple[dict[str, Any], Any]:
+    """Time the pipeline and the bare network at one resolution; compare with the CPU path."""
+    from depth_node.images import make_image
+    from depth_node.pipeline import DepthPipeline
+    factory, header, config = context.factory, context.header, context.config
+    rgb = np.ascontiguousarray(cv2.resize(context.base_rgb, (width, height),
+                                          interpolation=cv2.INTER_AREA))
+    image_msg = make_image(factory, header, rgb, 'rgb8')
+    info_msg = _camera(width, height).to_camera_info(factory, header)
+    pipeline = DepthPipeline(model, config, log=lambda msg: None)
+    frame_ms: list[float] = []
+    stages: dict[str, list[float]] = {}
+    for index in range(context.warmup + context.frames):
+        t0 = time.perf_counter()
+        frame = pipeline.process(image_msg, info_msg)
+        pipeline.outputs(frame, header, factory)
+        elapsed = (time.perf_counter() - t0) * 1e3
+        if index >= context.warmup:
+            frame_ms.append(elapsed)
+            for name, value in frame.timings.items():
+                stages.setdefault(name, []).append(value)
+    tensor, transform = pre(rgb)
+    inference = [context.timer(lambda: backend.infer(tensor))
+                 for _ in range(max(context.frames, 3))]
+    entry: dict[str, Any] = {
+        'precision_effective': backend.precision,
+        'inference_ms': _median(inference), 'frame_ms': _median(frame_ms),
+    }
+    entry['frame_over_inference'] = round(entry['frame_ms'] / max(entry['inference_ms'], 1e-9),
+                                          3)
+    entry['stages'] = {k: _median(v) for k, v in stages.items()}
+    raw = model.predict(rgb)[0]
+    with np.errstate(invalid='ignore'):   # inf - inf in the numpy edge filter
+        entry.update(gpu_vs_cpu(model.card, raw, transform, image_msg, info_msg, config,
+                                factory, header))
+    return entry, frame
+
+
+def _result_header(torch: Any, transformers: Any, device: str, quick: bool, image_note: str,
+                   frames: int, warmup: int) -> dict[str, Any]:
+    """Return what the result says about the run before any figure."""
+    cuda = device.startswith('cuda')
+    return {
+        'command': 'check-gpu', 'device': device,
+        'device_name': torch.cuda.get_device_name(0) if cuda else 'cpu',
+        'torch': torch.__version__, 'transformers': transformers.__version__,
+        'model': f"{MODEL} (random weights{', tiny --quick configuration' if quick else ''})",
+        'image': image_note, 'frames': frames, 'warmup': warmup,
+        'pipeline': 'GPU path: torch tensors on the device from preprocessing to the payload '
+                    'copies; outputs depth/image 32FC1, depth/camera_info, points xyz, '
+                    'depth/colorized',
+    }
+
+
 def run_check(device: str = 'cuda', quick: bool = False, frames: int | None = None,
               warmup: int | None = None, image: str | None = None,
               resolutions: tuple[tuple[int, int], ...] | None = None,
@@ -191,13 +247,12 @@ def run_check(device: str = 'cuda', quick: bool = False, frames: int | None = No
     transformers = require('transformers', 'check-gpu (it builds the network)')
     from depth_node.backends.torch import TorchBackend
     from depth_node.device import to_host
-    from depth_node.images import make_image
     from depth_node.messages import rclpy_like_factory
     from depth_node.metric import MetricConfig
     from depth_node.models import zoo
     from depth_node.models.golden import make_reference, run_self_test
     from depth_node.models.preprocess import TorchPreprocessor
-    from depth_node.pipeline import DepthPipeline, PipelineConfig
+    from depth_node.pipeline import PipelineConfig
     from depth_node.runner import DepthModel
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -215,16 +270,9 @@ def run_check(device: str = 'cuda', quick: bool = False, frames: int | None = No
     header = factory.header(1_700_000_000, 0, 'camera_optical_frame')
     config = PipelineConfig(metric=MetricConfig(scale_source='fixed'))
     timer = _Timer(torch, cuda)
-    result: dict[str, Any] = {
-        'command': 'check-gpu', 'device': device,
-        'device_name': torch.cuda.get_device_name(0) if cuda else 'cpu',
-        'torch': torch.__version__, 'transformers': transformers.__version__,
-        'model': f"{MODEL} (random weights{', tiny --quick configuration' if quick else ''})",
-        'image': image_note, 'frames': frames, 'warmup': warmup,
-        'pipeline': 'GPU path: torch tensors on the device from preprocessing to the payload '
-                    'copies; outputs depth/image 32FC1, depth/camera_info, points xyz, '
-                    'depth/colorized',
-    }
+    context = SimpleNamespace(factory=factory, header=header, config=config, base_rgb=base_rgb,
+                              frames=frames, warmup=warmup, timer=timer)
+    result = _result_header(torch, transformers, device, quick, image_note, frames, warmup)
     for precision in precisions:
         result[precision] = {}
     fp32_depth: dict[str, np.ndarray] = {}
@@ -244,36 +292,7 @@ def run_check(device: str = 'cuda', quick: bool = False, frames: int | None = No
             for width, height in resolutions:
                 key = f'{width}x{height}@{size}x{size}'
                 log(f'check-gpu: {precision} {key}')
-                rgb = np.ascontiguousarray(cv2.resize(base_rgb, (width, height),
-                                                      interpolation=cv2.INTER_AREA))
-                image_msg = make_image(factory, header, rgb, 'rgb8')
-                info_msg = _camera(width, height).to_camera_info(factory, header)
-                pipeline = DepthPipeline(model, config, log=lambda msg: None)
-                frame_ms: list[float] = []
-                stages: dict[str, list[float]] = {}
-                for index in range(warmup + frames):
-                    t0 = time.perf_counter()
-                    frame = pipeline.process(image_msg, info_msg)
-                    pipeline.outputs(frame, header, factory)
-                    elapsed = (time.perf_counter() - t0) * 1e3
-                    if index >= warmup:
-                        frame_ms.append(elapsed)
-                        for name, value in frame.timings.items():
-                            stages.setdefault(name, []).append(value)
-                tensor, transform = pre(rgb)
-                inference = [timer(lambda: backend.infer(tensor))   # noqa: B023
-                             for _ in range(max(frames, 3))]
-                entry: dict[str, Any] = {
-                    'precision_effective': backend.precision,
-                    'inference_ms': _median(inference), 'frame_ms': _median(frame_ms),
-                }
-                entry['frame_over_inference'] = round(
-                    entry['frame_ms'] / max(entry['inference_ms'], 1e-9), 3)
-                entry['stages'] = {k: _median(v) for k, v in stages.items()}
-                raw = model.predict(rgb)[0]
-                with np.errstate(invalid='ignore'):   # inf - inf in the numpy edge filter
-                    entry.update(gpu_vs_cpu(card, raw, transform, image_msg, info_msg, config,
-                                            factory, header))
+                entry, frame = _measure(context, backend, model, pre, width, height)
                 entry['self_test'] = {k: self_test[k] for k in
                                       ('passed', 'precision', 'max_error_over_std')
                                       if k in self_test}
