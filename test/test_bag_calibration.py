@@ -74,3 +74,18 @@ def test_same_aspect_other_size_is_a_loud_warning_before_the_model(tmp_path, mod
     assert 'is a calibration of 128x96 images, but /cam/image_raw carries 64x48' in err
     assert 'SCALED by 0.5' in err
     assert warning < err.index('self-test passed')      # said before the model loads
+
+
+def test_intrinsics_serve_a_bag_camera_like_its_camera_info(shared_data, tmp_path, model):
+    from test_bag_support import read_bag
+    src = shared_data / 'bags' / 'tum_rgbd_sample_mcap'
+    topic_run, k_run = tmp_path / 'topic', tmp_path / 'k'
+    assert main(['bag', str(src), str(topic_run), '--model', str(model), '--quiet',
+                 *FIXED]) == bag.EXIT_OK
+    assert main(['bag', str(src), str(k_run), '--model', str(model), '--quiet', *FIXED,
+                 '--intrinsics', '525,525,319.5,239.5']) == bag.EXIT_OK
+    by_topic = {r[0]: r[3] for r in read_bag(topic_run)}
+    k_topics = {r[0]: r[3] for r in read_bag(k_run)}
+    for name in ('/camera/color/depth/image', '/camera/color/points'):
+        assert k_topics[name] == by_topic[name]
+    assert '/camera/color/camera_info' in k_topics      # the calibration used, written
