@@ -16,6 +16,7 @@ from typing import Any
 
 from depth_node import parameters
 from depth_node.errors import DepthNodeError
+from depth_node.tools.arguments import add_parameter_flags, values_from_args
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.m4v', '.mpg', '.mpeg')
@@ -113,7 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument('--card', dest='card_file_path', default=None, metavar='FILE',
                        help='model card when it is not beside the model')
     params = parser.add_argument_group('node parameters (same names as the ROS parameters)')
-    parameters.add_arguments(params)
+    add_parameter_flags(params)
     for action in params._group_actions:
         if action.dest == 'publish_colorized':   # the node's default (True) means nothing here
             action.help = ('same as --colorized: also write <ns>/depth/colorized previews '
@@ -209,7 +210,7 @@ def _intrinsics(text: str) -> tuple[float, float, float, float]:
 
 def options_from_args(args: argparse.Namespace) -> Options:
     """Check the command line and turn it into :class:`Options` (DepthNodeError if bad)."""
-    values = parameters.values_from_args(args)
+    values = values_from_args(args)
     reasons = parameters.validate_all(values)
     if reasons:
         raise DepthNodeError('invalid option value(s): ' + '; '.join(reasons) + '.',

@@ -380,40 +380,6 @@ def card_overrides(values: Mapping[str, Any] | argparse.Namespace) -> dict[str, 
     return out
 
 
-def _float_arg(text: str) -> float:
-    """Parse a float flag; a fraction such as ``1/255`` is accepted too."""
-    try:
-        if '/' in text:
-            num, den = text.split('/', 1)
-            return float(num) / float(den)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
-
-
-class ThreeFloats(argparse.Action):
-    """Parse a 3-value option: ``--image-mean 0.485 0.456 0.406`` or ``0.485,0.456,0.406``.
-
-    Both spellings are accepted wherever a per-channel option appears (the bag tool, the
-    benchmarks), and the value is stored as a list of 3 floats.
-    """
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        """Parse the tokens into 3 floats, or stop with a usage error saying what is wrong."""
-        tokens = [t for v in (values if isinstance(values, list) else [values])
-                  for t in str(v).replace(',', ' ').split()]
-        try:
-            numbers = [float(t) for t in tokens]
-        except ValueError:
-            numbers = []
-        if len(numbers) != 3 or len(tokens) != 3:
-            parser.error(f'{option_string} needs 3 numbers, one per channel (e.g. '
-                         f'{option_string} 0.485 0.456 0.406 or 0.485,0.456,0.406), got '
-                         f'{" ".join(str(v) for v in values)!r}')
-        setattr(namespace, self.dest, numbers)
-
-
 def model_options(values: Mapping[str, Any], log: Any = print) -> dict[str, Any]:
     """Return the keyword arguments of ``runner.open_model`` from parameter values.
 
@@ -436,40 +402,6 @@ def model_options(values: Mapping[str, Any], log: Any = print) -> dict[str, Any]
         # a TensorRT engine of an ONNX file with a batch axis takes one frame per camera
         options['max_batch'] = len(values['cameras'])
     return options
-
-
-def add_arguments(parser: argparse.ArgumentParser, groups: Iterable[str] | None = None,
-                  include_node_only: bool = False) -> None:
-    """Add ``--flag`` options for the parameters (default None = keep the parameter default)."""
-    wanted = set(groups) if groups is not None else None
-    for spec in PARAMETERS:
-        if (wanted is not None and spec.group not in wanted) or \
-                (spec.node_only and not include_node_only):
-            continue
-        shown = 'from the model card' if spec.card_field else repr(spec.default)
-        kwargs: dict[str, Any] = {'dest': spec.name, 'default': None,
-                                  'help': f'{spec.description} (default: {shown})'}
-        if isinstance(spec.default, bool):
-            kwargs['action'] = argparse.BooleanOptionalAction
-        elif isinstance(spec.default, list):
-            kwargs.update(action=ThreeFloats, nargs='+', metavar='V',
-                          help=f'{spec.description} Spaces or commas between the values '
-                               f'(default: {shown}).')
-        else:
-            kwargs['type'] = _float_arg if isinstance(spec.default, float) else type(spec.default)
-            if spec.choices:
-                kwargs['choices'] = [c for c in spec.choices if c]
-        parser.add_argument(spec.flag, **kwargs)
-
-
-def values_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Parameter values: the defaults, replaced by every flag given on the command line."""
-    values = defaults()
-    for spec in PARAMETERS:
-        given = getattr(args, spec.name, None)
-        if given is not None:
-            values[spec.name] = list(given) if isinstance(given, (list, tuple)) else given
-    return values
 
 
 def markdown_table(include_node_only: bool = True) -> str:

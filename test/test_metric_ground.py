@@ -15,6 +15,7 @@ from depth_node import parameters
 from depth_node.bag_summary import ReasonCounter, relative_only_reason
 from depth_node.metric import MetricConfig, MetricConverter
 from depth_node.pipeline import PipelineConfig
+from depth_node.tools.arguments import add_parameter_flags, values_from_args
 import numpy as np
 import pytest
 
@@ -87,9 +88,9 @@ def test_ground_up_is_a_parameter_and_a_flag():
     spec = parameters.BY_NAME['ground_up']
     assert spec.default == [0.0, -1.0, 0.0] and not spec.node_only
     parser = argparse.ArgumentParser()
-    parameters.add_arguments(parser)
+    add_parameter_flags(parser)
     args = parser.parse_args(['--ground-up', '0,-0.94,-0.342'])
-    values = parameters.values_from_args(args)
+    values = values_from_args(args)
     assert parameters.validate_all(values) == []
     assert PipelineConfig.from_values(values).metric.ground_up == (0.0, -0.94, -0.342)
 

@@ -7,15 +7,15 @@ from dataclasses import fields
 
 from depth_node import parameters
 from depth_node.parameters import (
-    add_arguments,
     BY_NAME,
     card_overrides,
     defaults,
     PARAMETERS,
     validate,
     validate_all,
-    values_from_args,
 )
+from depth_node.tools.arguments import add_parameter_flags as add_arguments
+from depth_node.tools.arguments import values_from_args
 import pytest
 
 

@@ -246,7 +246,7 @@ def test_process_batch_of_nothing_but_bad_frames(batched):
 
 
 # -- export and bench ------------------------------------------------------------------------
-# DINOv2-like backbone, as in test_export_onnx.py
+# DINOv2-like backbone, as in test_models_export.py
 TINY_DA = {'backbone_config': {'hidden_size': 32, 'num_hidden_layers': 4,
                                'num_attention_heads': 2, 'out_indices': [1, 2, 3, 4]},
            'reassemble_hidden_size': 32, 'neck_hidden_sizes': [8, 16, 16, 32],

@@ -65,7 +65,7 @@ def _api(purpose: str, names: tuple[str, ...], since: int = 8,
 # (weakly typed FP16 builds with FP32 layer pins: 8.6 and 10.x; TensorRT 11 removed them),
 # 'progress' (IProgressMonitor, 10.x+), 'run' (the TensorRT backend). build_engine and the backend
 # check these names before use (API drift -> a clear EngineError, not an AttributeError halfway
-# through), and test/test_engine_api_surface.py checks them against an installed TensorRT.
+# through), and test/test_models_engine_api.py checks them against an installed TensorRT.
 _LOGGING = ('__version__', 'Logger', 'Logger.WARNING', 'ILogger', 'ILogger.Severity',
             'ILogger.Severity.ERROR', 'ILogger.Severity.WARNING', 'ILogger.log')
 TENSORRT_API: tuple[tuple[str, str, int, int | None], ...] = (

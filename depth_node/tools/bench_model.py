@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--model', required=True,
                         help='model: .onnx or .engine file (torch backend: zoo name, hub id, '
                              'checkpoint folder or TorchScript file)')
-    parser.add_argument('--backend', default='auto', choices=BACKENDS,
+    parser.add_argument('--backend', default=parameters.default('backend'), choices=BACKENDS,
                         help='inference backend (default: auto, logs which and why)')
     parser.add_argument('--resolution', type=parse_resolution, default=(640, 480), metavar='WxH',
                         help='camera image size (default 640x480)')

@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Any
 
+from depth_node import parameters
 from depth_node.dds import fastdds_environment, fastdds_profile_variable
 from depth_node.errors import DepthNodeError
 import numpy as np
@@ -413,7 +414,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--resolution', type=parse_resolution, default=(640, 480),
                         metavar='WxH', help='image size (default 640x480)')
     parser.add_argument('--frames', type=int, default=50, help='measured frames (default 50)')
-    parser.add_argument('--backend', default='auto', help='node backend parameter')
+    parser.add_argument('--backend', default=parameters.default('backend'),
+                        help='node backend parameter')
     parser.add_argument('--rate', type=float, default=None,
                         help='camera rate, Hz (default: half the rate of the first frame)')
     parser.add_argument('--soak', action='store_true',

@@ -1,6 +1,6 @@
 """build_engine drives the TensorRT builder API correctly (a recording stand-in for 8.6 / 10.x).
 
-The real build needs TensorRT and a GPU (test_engine_tensorrt.py); this checks, everywhere, the
+The real build needs TensorRT and a GPU (test_backends_tensorrt.py); this checks, everywhere, the
 order of calls, the flags, the FP32 pinning, the timing cache and the error paths.
 """
 
