@@ -36,13 +36,18 @@ class DepthPredictor(Protocol):
 
     ``card`` says what the output means (``output_kind``, ``max_depth``...); ``predict`` maps
     an (H, W, 3) uint8 RGB image to the raw output at image resolution, the preprocessing
-    transform and the stage timings.
+    transform and the stage timings; ``predict_batch`` does the same for the images of
+    several cameras in one network call.
     """
 
     card: ModelCard
 
     def predict(self, rgb: np.ndarray) -> tuple[Any, Transform, dict[str, float]]:
         """Run the network on one RGB image."""
+
+    def predict_batch(self, rgbs: Sequence[np.ndarray]
+                      ) -> tuple[list[tuple[Any, Transform]], dict[str, float]]:
+        """Run the network on several RGB images as one batch (several cameras)."""
 
     def close(self) -> None:
         """Release the model."""
