@@ -164,6 +164,33 @@ def align_prediction(pred: np.ndarray, gt: np.ndarray, align: str,
     raise EvaluationError(f'Unknown alignment {align!r}.', f'Use one of {ALIGN_MODES}.')
 
 
+def _maps_at_gt_size(gt: Any, pred: Any, allow_aspect_change: bool
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Return float32 (H, W) ground truth and prediction, the prediction resized to it.
+
+    A resized pixel is valid only if all its bilinear taps were valid.
+    """
+    gt = np.asarray(gt, dtype=np.float32)
+    if gt.ndim != 2:
+        raise SizeMismatchError(f'ground truth must be (H, W), got shape {gt.shape}.',
+                                'Pass a single-channel depth map.')
+    pred = np.asarray(pred, dtype=np.float32)
+    if pred.ndim == 3 and pred.shape[-1] == 1:
+        pred = pred[..., 0]
+    if pred.ndim != 2:
+        raise SizeMismatchError(f'prediction must be (H, W), got shape {pred.shape}.',
+                                'Pass a single-channel depth map.')
+    h, w = gt.shape
+    if pred.shape != (h, w):
+        check_aspect(pred.shape, (h, w), allow_aspect_change)
+        pred_ok = np.isfinite(pred)
+        filled = np.where(pred_ok, pred, 0).astype(np.float32)
+        resized = resize_to(filled, h, w)
+        weight = resize_to(pred_ok.astype(np.float32), h, w)
+        pred = np.where(weight > 0.999, resized, np.nan).astype(np.float32)
+    return gt, pred
+
+
 def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
                     max_depth: float = 80.0, align: str = 'none', crop: str | None = None,
                     clamp: bool = True, return_aligned: bool = False,
@@ -186,25 +213,8 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
         negative fitted scale).
     :raises EvaluationError: no valid pixel, or another aspect ratio.
     """
-    gt = np.asarray(gt, dtype=np.float32)
-    if gt.ndim != 2:
-        raise SizeMismatchError(f'ground truth must be (H, W), got shape {gt.shape}.',
-                                'Pass a single-channel depth map.')
-    pred = np.asarray(pred, dtype=np.float32)
-    if pred.ndim == 3 and pred.shape[-1] == 1:
-        pred = pred[..., 0]
-    if pred.ndim != 2:
-        raise SizeMismatchError(f'prediction must be (H, W), got shape {pred.shape}.',
-                                'Pass a single-channel depth map.')
+    gt, pred = _maps_at_gt_size(gt, pred, allow_aspect_change)
     h, w = gt.shape
-    if pred.shape != (h, w):
-        check_aspect(pred.shape, (h, w), allow_aspect_change)
-        pred_ok = np.isfinite(pred)
-        filled = np.where(pred_ok, pred, 0).astype(np.float32)
-        resized = resize_to(filled, h, w)
-        weight = resize_to(pred_ok.astype(np.float32), h, w)
-        # a pixel is valid only if all bilinear taps were valid
-        pred = np.where(weight > 0.999, resized, np.nan).astype(np.float32)
     with np.errstate(invalid='ignore'):
         valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth) & np.isfinite(pred)
         if align == 'none':
