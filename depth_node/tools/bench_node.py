@@ -418,6 +418,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='node backend parameter')
     parser.add_argument('--rate', type=float, default=None,
                         help='camera rate, Hz (default: half the rate of the first frame)')
+    parser.add_argument('--cameras', type=int, default=0, metavar='N',
+                        help='N cameras instead: one node with the parameter cameras (one '
+                             'model, batched rounds) against N single-camera nodes; --frames '
+                             'rounds each (see depth_node/tools/bench_cameras.py)')
     parser.add_argument('--soak', action='store_true',
                         help='soak instead: --frames frames as fast as the node takes them; '
                              'memory, threads and counters')
@@ -427,7 +431,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``depth-node bench node``."""
     width, height = args.resolution
-    if args.soak:
+    if args.cameras:
+        from depth_node.tools.bench_cameras import run_cameras_bench
+        figures = run_cameras_bench(args.model, width, height, args.cameras, args.frames,
+                                    args.backend, card=args.card, params=args.param)
+    elif args.soak:
         figures = soak(args.model, width, height, args.frames, args.backend, card=args.card,
                        params=args.param)
     else:
