@@ -52,9 +52,9 @@ def add_parser(subparsers: Any) -> None:
         'node', help='the node on a real ROS 2 graph: latency, overhead vs a plain relay',
         description='Start the node in its own process on an isolated ROS 2 graph and measure '
                     'input stamp to depth/image latency against a plain rclpy relay.')
-    from depth_node.tools import bench_node
+    from depth_node.tools import bench_cameras, bench_node
     bench_node.add_arguments(node)
-    node.set_defaults(func=bench_node.run)
+    node.set_defaults(func=bench_cameras.run)
 
     model = benches.add_parser('model', help='model preprocessing / inference timings')
     try:

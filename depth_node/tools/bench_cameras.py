@@ -34,6 +34,7 @@ from typing import Any
 
 from depth_node.dds import fastdds_profile_variable
 from depth_node.errors import DepthNodeError
+from depth_node.tools import bench_node
 from depth_node.tools.bench_node import (
     _percentile,
     isolated_env,
@@ -261,3 +262,18 @@ def run_cameras_bench(model: str, width: int, height: int, cameras: int, rounds:
     figures['batched_over_separate'] = round(figures['batched_round_ms_p50'] / separate, 3) \
         if separate > 0 else float('nan')
     return figures
+
+
+def run(args: Any) -> int:
+    """Entry point of ``depth-node bench node``: ``--cameras N`` here, else the one camera."""
+    if not args.cameras:
+        return bench_node.run(args)
+    width, height = args.resolution
+    figures = run_cameras_bench(args.model, width, height, args.cameras, args.frames,
+                                args.backend, card=args.card, params=args.param)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f'{key}: {value}')
+    return 0

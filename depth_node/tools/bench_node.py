@@ -421,7 +421,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--cameras', type=int, default=0, metavar='N',
                         help='N cameras instead: one node with the parameter cameras (one '
                              'model, batched rounds) against N single-camera nodes; --frames '
-                             'rounds each (see depth_node/tools/bench_cameras.py)')
+                             'rounds each (depth_node/tools/bench_cameras.py)')
     parser.add_argument('--soak', action='store_true',
                         help='soak instead: --frames frames as fast as the node takes them; '
                              'memory, threads and counters')
@@ -431,11 +431,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``depth-node bench node``."""
     width, height = args.resolution
-    if args.cameras:
-        from depth_node.tools.bench_cameras import run_cameras_bench
-        figures = run_cameras_bench(args.model, width, height, args.cameras, args.frames,
-                                    args.backend, card=args.card, params=args.param)
-    elif args.soak:
+    if args.soak:
         figures = soak(args.model, width, height, args.frames, args.backend, card=args.card,
                        params=args.param)
     else:
