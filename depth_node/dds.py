@@ -28,6 +28,19 @@ PROFILE_FILES = {'fastdds': 'fastdds_large_images.xml',
                  'cyclonedds': 'cyclonedds_large_images.xml'}
 
 
+def package_config_file(name: str) -> Path | None:
+    """Return ``config/<name>`` of the source tree or of the colcon install; None if absent."""
+    here = Path(__file__).resolve().parents[1] / 'config' / name
+    if here.is_file():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        installed = Path(get_package_share_directory('depth_node')) / 'config' / name
+    except Exception:  # noqa: BLE001 - ament_index absent or the package not installed
+        return None
+    return installed if installed.is_file() else None
+
+
 def fastdds_profile_variable(environ: Mapping[str, str] | None = None) -> str:
     """Return the environment variable through which this ROS 2's Fast DDS reads a profile.
 

@@ -69,3 +69,17 @@ def test_launch_file_applies_the_profile_through_the_package_function(monkeypatc
     env = module.dds_environment('fastdds', module.package_config_dir())
     assert env == {'FASTDDS_DEFAULT_PROFILES_FILE':
                    str(Path(module.package_config_dir()) / 'fastdds_large_images.xml')}
+
+
+def test_package_config_file_is_found_in_the_source_tree():
+    assert dds.package_config_file('fastdds_large_images.xml') == \
+        CONFIG / 'fastdds_large_images.xml'
+    assert dds.package_config_file('no_such_file.xml') is None
+
+
+def test_node_benchmark_graph_applies_the_large_image_profile(tmp_path):
+    """Without the profile most camera-sized images are lost between the benchmark's processes."""
+    from depth_node.tools.bench_node import isolated_env
+    env = isolated_env(str(tmp_path))
+    variable = dds.fastdds_profile_variable(env)
+    assert Path(env[variable]) == CONFIG / 'fastdds_large_images.xml'

@@ -35,7 +35,12 @@ import time
 from typing import Any
 
 from depth_node import parameters
-from depth_node.dds import fastdds_environment, fastdds_profile_variable
+from depth_node.dds import (
+    fastdds_environment,
+    fastdds_profile_variable,
+    package_config_file,
+    PROFILE_FILES,
+)
 from depth_node.errors import DepthNodeError
 import numpy as np
 
@@ -56,15 +61,7 @@ except BaseException:
 
 def fastdds_profile() -> Path | None:
     """Return the package's Fast DDS profile for large images (source tree or install)."""
-    here = Path(__file__).resolve().parents[1] / 'config' / 'fastdds_large_images.xml'
-    if here.is_file():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        path = Path(get_package_share_directory('depth_node')) / 'config' / here.name
-        return path if path.is_file() else None
-    except Exception:  # noqa: BLE001 - not installed with colcon
-        return None
+    return package_config_file(PROFILE_FILES['fastdds'])
 
 
 def isolated_env(log_dir: str) -> dict[str, str]:
@@ -77,6 +74,11 @@ def isolated_env(log_dir: str) -> dict[str, str]:
     profile = fastdds_profile()
     if profile is not None:
         env.update(fastdds_environment(profile, env))
+    else:
+        print("depth-node bench node: WARNING: the package's Fast DDS profile for large images "
+              '(config/fastdds_large_images.xml) was not found; camera-sized messages between '
+              'processes may be lost (doc/ros_interface.md, "Large images and DDS")',
+              file=sys.stderr)
     return env
 
 
