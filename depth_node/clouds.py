@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 from depth_node.device import is_torch, payload_array
 from depth_node.errors import ImageFormatError, SizeMismatchError
-from depth_node.messages import POINTFIELD_FLOAT32
+from depth_node.messages import POINTFIELD_FLOAT32, with_payload
 import numpy as np
 
 #: device ray tables kept (camera x device x decimation), least recently used dropped
@@ -304,10 +304,10 @@ def make_pointcloud2(factory: Any, header: Any, cloud: np.ndarray, payload: Any 
         data = payload
     fields = [factory.PointField(name=name, offset=offset, datatype=datatype, count=count)
               for name, offset, datatype, count in cloud_fields(channels == 4)]
-    return factory.PointCloud2(
-        header=header, height=int(height), width=int(width), fields=fields,
-        is_bigendian=_HOST_BIG_ENDIAN, point_step=point_step,
-        row_step=int(width * point_step), data=data, is_dense=False)
+    return with_payload(
+        factory, factory.PointCloud2, data, header=header, height=int(height),
+        width=int(width), fields=fields, is_bigendian=_HOST_BIG_ENDIAN,
+        point_step=point_step, row_step=int(width * point_step), is_dense=False)
 
 
 def pointcloud2_dtype(msg: Any) -> np.dtype:

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 from depth_node.device import is_torch
 from depth_node.errors import CompressedImageError, ImageFormatError, UnsupportedEncodingError
+from depth_node.messages import with_payload
 import numpy as np
 
 # encoding -> (numpy dtype of one channel, number of channels)
@@ -437,10 +438,10 @@ def make_image(factory: Any, header: Any, array: np.ndarray, encoding: str) -> A
             data = factory.byte_array(host)
     else:
         data = factory.byte_array(np.ascontiguousarray(array, dtype=dtype.newbyteorder('=')))
-    return factory.Image(
-        header=header, height=int(height), width=int(width), encoding=encoding,
-        is_bigendian=int(_HOST_BIG_ENDIAN), step=int(width * channels * dtype.itemsize),
-        data=data)
+    return with_payload(
+        factory, factory.Image, data, header=header, height=int(height), width=int(width),
+        encoding=encoding, is_bigendian=int(_HOST_BIG_ENDIAN),
+        step=int(width * channels * dtype.itemsize))
 
 
 def make_depth_image(factory: Any, header: Any, depth_m: np.ndarray,
@@ -469,8 +470,8 @@ def make_compressed(factory: Any, header: Any, rgb: np.ndarray, fmt: str = 'jpeg
     if not ok:
         raise CompressedImageError(f'OpenCV could not encode a {fmt} image.',
                                    'Check the OpenCV build.')
-    return factory.CompressedImage(header=header, format=f'rgb8; {fmt} compressed bgr8',
-                                   data=factory.byte_array(encoded))
+    return with_payload(factory, factory.CompressedImage, factory.byte_array(encoded),
+                        header=header, format=f'rgb8; {fmt} compressed bgr8')
 
 
 def colorize_depth(depth_m: np.ndarray, min_depth: float | None = None,

@@ -41,6 +41,30 @@ def rclpy_float64_array(values: Any) -> array.array:
     return out
 
 
+def with_payload(factory: Any, cls: type, data: Any, **fields: Any) -> Any:
+    """Build ``cls(data=data, **fields)`` without copying the payload ``data``.
+
+    rclpy's generated classes copy a ``uint8[]`` value in the constructor and, on Jazzy and
+    newer with unchecked fields (the default), again in the setter: two copies of a 4 MB cloud
+    per frame. Their checking setter stores an ``array.array('B')`` as it is, so the payload
+    goes in through it (Humble's setter always checks). Other factories' classes (rosbags)
+    take the payload in the constructor.
+    """
+    if getattr(factory, 'byte_array', None) is not rclpy_byte_array \
+            or not isinstance(data, array.array):
+        return cls(data=data, **fields)
+    msg = cls(**fields)
+    unchecked = getattr(msg, '_check_fields', True) is False
+    if unchecked:
+        msg._check_fields = True
+    try:
+        msg.data = data
+    finally:
+        if unchecked:
+            msg._check_fields = False
+    return msg
+
+
 def numpy_byte_array(data: np.ndarray) -> np.ndarray:
     """View a buffer as a flat uint8 numpy array (the ``rosbags`` representation), no copy."""
     return np.ascontiguousarray(data).reshape(-1).view(np.uint8)

@@ -39,3 +39,31 @@ def test_read_points_agrees(ros_factory, with_rgb):
     assert reference.point_step == msg.point_step
     assert [f.name for f in reference.fields] == [f.name for f in msg.fields]
     assert len(point_cloud2.read_points_list(msg, skip_nans=True)) == height * width - 1
+
+
+@pytest.mark.parametrize('check_fields', ['0', '1'])
+def test_cloud_and_depth_payloads_go_into_rclpy_messages_without_a_copy(ros_factory,
+                                                                        monkeypatch,
+                                                                        check_fields):
+    """The cloud is written into the published payload: not copied by the message classes.
+
+    rclpy's classes copy a uint8[] value in the constructor and, with unchecked fields (the
+    Jazzy default, ROS_PYTHON_CHECK_FIELDS=0), again in the setter.
+    """
+    from depth_node.clouds import cloud_buffer
+    from depth_node.images import make_depth_image
+    import sensor_msgs.msg._point_cloud2 as generated
+    if hasattr(generated, 'ros_python_check_fields'):
+        monkeypatch.setattr(generated, 'ros_python_check_fields', check_fields)
+    depth = np.full((48, 64), 2.0, np.float32)
+    rays = np.zeros((48, 64, 3), np.float32)
+    rays[..., 2] = 1.0
+    buffer, payload = cloud_buffer(ros_factory, depth.shape)
+    cloud = depth_to_cloud(depth, rays, out=buffer)
+    msg = make_pointcloud2(ros_factory, ros_factory.header(1, 2, 'cam'), cloud, payload)
+    assert msg.data is payload
+    assert np.shares_memory(np.frombuffer(msg.data, np.uint8), buffer)
+    assert getattr(msg, '_check_fields', None) in (None, check_fields == '1')
+    image = make_depth_image(ros_factory, msg.header, depth, '32FC1')
+    assert np.array_equal(np.frombuffer(image.data, np.float32), depth.reshape(-1))
+    assert getattr(image, '_check_fields', None) in (None, False, True)
