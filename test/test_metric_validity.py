@@ -142,3 +142,43 @@ def test_cuda_matches_numpy(shared_data):
                                                            None, depth)
     assert report.metric and got.is_cuda
     np.testing.assert_allclose(got.cpu().numpy(), ref, rtol=1e-5, equal_nan=True)
+
+
+def _edge_filter_pairwise(depth, threshold):
+    """Apply the definition pair by pair: the farther of two usable neighbours that jump goes."""
+    out = depth.copy()
+    height, width = depth.shape
+    for y in range(height):
+        for x in range(width):
+            for dy, dx in ((0, 1), (1, 0)):
+                if y + dy >= height or x + dx >= width:
+                    continue
+                a, b = float(depth[y, x]), float(depth[y + dy, x + dx])
+                if not (np.isfinite(a) and np.isfinite(b) and a > 0 and b > 0):
+                    continue
+                lo, hi = min(a, b), max(a, b)
+                if hi - lo > threshold * lo:
+                    if a > b:
+                        out[y, x] = np.nan
+                    elif b > a:
+                        out[y + dy, x + dx] = np.nan
+    return out
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_edge_filter_matches_its_pairwise_definition(seed):
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0.2, 5.0, (23, 31)).astype(np.float32 if seed % 2 else np.float64)
+    if seed % 3 == 0:
+        depth = np.round(depth, 1)      # equal neighbours and exact ties
+    special = rng.random(depth.shape)
+    depth[special < 0.05] = np.nan
+    depth[(special >= 0.05) & (special < 0.08)] = np.inf
+    depth[(special >= 0.08) & (special < 0.1)] = -np.inf
+    depth[(special >= 0.1) & (special < 0.12)] = 0.0
+    depth[(special >= 0.12) & (special < 0.14)] = -1.0
+    threshold = (0.05, 0.1, 0.5)[seed % 3]
+    expected = _edge_filter_pairwise(depth, threshold)
+    assert np.array_equal(edge_filter(depth.copy(), threshold), expected, equal_nan=True)
+    assert np.array_equal(edge_filter(np.asfortranarray(depth), threshold), expected,
+                          equal_nan=True)
