@@ -85,6 +85,9 @@ def test_model_that_is_not_a_model_is_one_clear_line(tum, tmp_path, no_model, no
     assert 'Cannot load TorchScript' not in err and 'Traceback' not in err
     assert err.strip().count('\n') == 0      # one line
     assert 'ONNX file' in err and 'hub id org/name' in err
+    # a missing .onnx is most often the quick start's model, not exported yet: say how
+    assert ('depth-node export depth-anything-v2-metric-indoor-small --output '
+            f'{name}' in err) == name.endswith('.onnx')
     assert not (tmp_path / 'out').exists()
 
 

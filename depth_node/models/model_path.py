@@ -64,7 +64,12 @@ def check_model_path(model: str, what: str = '--model') -> str:
         return 'zoo'
     if is_hub_id(model):
         return 'hub'
+    export = ''
+    if suffix == '.onnx':   # most often: the model of the README's quick start, not exported yet
+        export = (f'Export it once (PyTorch): depth-node export '
+                  f'depth-anything-v2-metric-indoor-small --output {model} (offline: add '
+                  '--random-weights; `depth-node export --list` shows the models). Otherwise ')
     raise ModelError(f'{what} {model}: no such file or folder'
                      + (' (not sent to the model hub: hub ids read org/name)'
                         if '/' in model or suffix else ', and not a model zoo name') + '.',
-                     f'Check the path; {what} takes {SUPPORTED}.')
+                     f'{export}{"c" if export else "C"}heck the path; {what} takes {SUPPORTED}.')
