@@ -86,13 +86,14 @@ class RollingStat:
                 self._values.append(float(value))
 
     def summary(self) -> dict[str, float]:
-        """``{'last', 'mean', 'p95', 'max', 'n'}``; empty dict when there are no samples."""
+        """``{'last', 'mean', 'median', 'p95', 'max', 'n'}``; empty dict without samples."""
         with self._lock:
             values = np.fromiter(self._values, dtype=np.float64, count=len(self._values))
         if values.size == 0:
             return {}
+        median, p95 = np.percentile(values, (50, 95))
         return {'last': float(values[-1]), 'mean': float(values.mean()),
-                'p95': float(np.percentile(values, 95)), 'max': float(values.max()),
+                'median': float(median), 'p95': float(p95), 'max': float(values.max()),
                 'n': float(values.size)}
 
 
@@ -237,6 +238,8 @@ class NodeDiagnostics:
             ('images received', str(self.input_rate.total)),
             ('frames published', str(self.output_rate.total)),
             ('inference mean (ms)', _ms(inference)),
+            # robust to a slow first inference (engine warm-up, memory planning)
+            ('inference median (ms)', _ms(inference, 'median')),
             ('inference max (ms)', _ms(inference, 'max')),
             ('processing mean (ms)', _ms(total)),
             ('latency mean (ms)', _ms(latency)),

@@ -37,6 +37,7 @@ def test_rolling_stat_ignores_nan():
     s = stat.summary()
     assert s['n'] == 4 and s['max'] == 10.0 and s['last'] == 10.0
     assert math.isclose(s['mean'], (2 + 3 + 4 + 10) / 4)
+    assert s['median'] == 3.5       # one slow sample moves the mean, not the median
 
 
 def make_diag():
@@ -59,6 +60,7 @@ def test_report_contents_and_ok_level():
     assert report.level == dg.OK and report.message == 'publishing'
     assert math.isclose(float(values['input rate (Hz)']), 10.0, rel_tol=1e-3)
     assert math.isclose(float(values['inference mean (ms)']), 24.5, abs_tol=0.05)
+    assert math.isclose(float(values['inference median (ms)']), 24.5, abs_tol=0.05)
     assert math.isclose(float(values['latency mean (ms)']), 50.0, abs_tol=0.05)
     assert values['stale frames dropped'] == '3'
     assert values['backend backend'] == 'onnxruntime'
