@@ -72,7 +72,7 @@ class _FixedOutput:
 def shared_data() -> Path | None:
     """Return the shared test-data folder (``$DEPTH_NODE_SHARED_DATA`` or ../shared/data)."""
     env = os.environ.get('DEPTH_NODE_SHARED_DATA')
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]   # the repository (this is depth_node/tools/)
     for path in ([Path(env)] if env else []) + [root.parent / 'shared' / 'data']:
         if (path / 'README.md').is_file():
             return path
