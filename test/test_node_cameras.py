@@ -243,6 +243,53 @@ def test_tum_three_namespaces_different_stamps_rates_and_intrinsics(g, model_pat
     assert node.error_counts == {}
 
 
+# -- per-camera sparse depth and scale ------------------------------------------------------
+SPARSE_SCALES = {'front': 2.0, 'back': 3.5}   # each camera's true metres per model unit
+
+
+def test_each_camera_is_scaled_by_its_own_sparse_depth(g, tmp_path):
+    """A relative model made metric per camera: its own sparse topic, fit and smoother."""
+    from depth_node.images import make_image
+    from depth_node.pipeline import DepthPipeline
+    relative = helpers.build_tiny_onnx(tmp_path / 'tiny_rel.onnx', batch='batch')
+    card = tmp_path / 'tiny_rel.card.yaml'
+    card.write_text(card.read_text().replace('metric_depth', 'relative_depth'))
+    names = list(SPARSE_SCALES)
+    node = start(g.depth_node(model=open_tiny(relative), cameras=names, batch_max_wait=1.0,
+                              scale_source='sparse_depth', sync_max_wait=2.0,
+                              edge_threshold=0.0, output_encoding='32FC1'))
+    col = collector(g, names)
+    cams = {n: ros_graph.Camera(g, namespace=n, name=f'cam_{n}') for n in names}
+    for cam in cams.values():
+        cam.wait_for_subscribers(sparse=True)
+    matched(node, col, names)
+    ramp = np.linspace(0, 255, 640, dtype=np.float32)
+    rgb = np.repeat(np.tile(ramp, (480, 1))[..., None], 3, axis=2).astype(np.uint8)
+    reference = DepthPipeline(open_tiny(relative), node._pipeline.config)
+    for i in range(3):
+        for name in names:
+            stamp = (1_700_000_000 + i, 1000 * names.index(name))
+            image = helpers.rgb_image(g.factory, rgb, stamp, f'{name}_optical_frame')
+            info = helpers.camera_info(g.factory, stamp, f'{name}_optical_frame')
+            unit = np.asarray(reference.process(image, info).relative, np.float32)
+            sparse = np.zeros_like(unit)
+            sparse[::8, ::8] = SPARSE_SCALES[name] * unit[::8, ::8]   # a sparse LiDAR-like scan
+            cams[name].info_pub.publish(info)
+            cams[name].image_pub.publish(image)
+            cams[name].sparse_pub.publish(make_image(g.factory, image.header, sparse, '32FC1'))
+        for name in names:
+            col.wait(f'{name}/depth/image', i + 1, timeout=30)
+    for name in names:
+        for msg in col.messages[f'{name}/depth/image']:
+            depth = np.frombuffer(bytes(msg.data), np.float32).reshape(msg.height, msg.width)
+            ratio = np.nanmedian(depth / unit)
+            assert ratio == pytest.approx(SPARSE_SCALES[name], rel=0.01), name
+        values = node.camera_reports()[name].as_dict()
+        assert values['frames without sparse depth'] == '0', values
+        assert float(values['scale']) == pytest.approx(SPARSE_SCALES[name], rel=0.01)
+    assert node.error_counts == {}
+
+
 # -- a camera that sends bad frames, then stops ----------------------------------------------
 def test_bad_then_stopped_camera_costs_the_others_nothing(g, model_path, monkeypatch):
     names = ['front', 'left', 'back']
