@@ -247,9 +247,10 @@ def test_tum_three_namespaces_different_stamps_rates_and_intrinsics(g, model_pat
 SPARSE_SCALES = {'front': 2.0, 'back': 3.5}   # each camera's true metres per model unit
 
 
-def test_each_camera_is_scaled_by_its_own_sparse_depth(g, tmp_path):
+@pytest.mark.parametrize('compressed', [False, True], ids=['raw', 'png'])
+def test_each_camera_is_scaled_by_its_own_sparse_depth(g, tmp_path, compressed):
     """A relative model made metric per camera: its own sparse topic, fit and smoother."""
-    from depth_node.images import make_image
+    from depth_node.images import make_compressed, make_image
     from depth_node.pipeline import DepthPipeline
     relative = helpers.build_tiny_onnx(tmp_path / 'tiny_rel.onnx', batch='batch')
     card = tmp_path / 'tiny_rel.card.yaml'
@@ -257,9 +258,11 @@ def test_each_camera_is_scaled_by_its_own_sparse_depth(g, tmp_path):
     names = list(SPARSE_SCALES)
     node = start(g.depth_node(model=open_tiny(relative), cameras=names, batch_max_wait=1.0,
                               scale_source='sparse_depth', sync_max_wait=2.0,
-                              edge_threshold=0.0, output_encoding='32FC1'))
+                              edge_threshold=0.0, output_encoding='32FC1',
+                              input_transport='compressed' if compressed else 'raw'))
     col = collector(g, names)
-    cams = {n: ros_graph.Camera(g, namespace=n, name=f'cam_{n}') for n in names}
+    cams = {n: ros_graph.Camera(g, namespace=n, name=f'cam_{n}', compressed=compressed)
+            for n in names}
     for cam in cams.values():
         cam.wait_for_subscribers(sparse=True)
     matched(node, col, names)
@@ -275,7 +278,8 @@ def test_each_camera_is_scaled_by_its_own_sparse_depth(g, tmp_path):
             sparse = np.zeros_like(unit)
             sparse[::8, ::8] = SPARSE_SCALES[name] * unit[::8, ::8]   # a sparse LiDAR-like scan
             cams[name].info_pub.publish(info)
-            cams[name].image_pub.publish(image)
+            cams[name].image_pub.publish(  # PNG: lossless, the same pixels
+                make_compressed(g.factory, image.header, rgb, 'png') if compressed else image)
             cams[name].sparse_pub.publish(make_image(g.factory, image.header, sparse, '32FC1'))
         for name in names:
             col.wait(f'{name}/depth/image', i + 1, timeout=30)
