@@ -18,29 +18,27 @@ next round starts then (closed loop). Figures: ``<run>_round_ms_p50`` / ``_p95``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing
 import json
-import os
 from pathlib import Path
-import signal
 import statistics
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from typing import Any
 
-from depth_node.dds import fastdds_profile_variable
 from depth_node.errors import DepthNodeError
 from depth_node.tools import bench_node
 from depth_node.tools.bench_node import (
     _percentile,
-    isolated_env,
+    enter_isolated_graph,
+    init_context,
+    node_command,
     node_parameters,
     pinhole_camera_info,
     process_status,
+    spin_in_background,
+    stop_processes,
 )
 import numpy as np
 
@@ -50,39 +48,23 @@ class CamerasRig:
 
     def __init__(self, model: str, width: int, height: int, cameras: int, batched: bool,
                  backend: str = 'auto', extra_parameters: dict[str, Any] | None = None) -> None:
-        try:
-            import rclpy
-        except ImportError as exc:
-            raise DepthNodeError('`depth-node bench node` needs a ROS 2 rclpy (a sourced ROS 2, '
-                                 'or the PyPI ros-jazzy-* wheels)', str(exc)) from exc
+        rclpy, self.log_dir, self.env = enter_isolated_graph('depth_node_bench_cams_')
         self.names = [f'cam{i}' for i in range(cameras)]
-        self.log_dir = tempfile.mkdtemp(prefix='depth_node_bench_cams_')
-        self.env = isolated_env(self.log_dir)
-        os.environ.update({k: self.env[k] for k in (
-            'ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'RMW_IMPLEMENTATION')})
-        variable = fastdds_profile_variable(self.env)
-        if variable in self.env:
-            os.environ[variable] = self.env[variable]
         # reliable input: N large frames published back to back must all arrive (best effort
         # loses some on a loaded machine, and a lost frame is no figure of the node)
         params = {'model_file_path': model, 'backend': backend, 'point_decimation': 1,
                   'self_test': False, 'input_qos': 'reliable', **(extra_parameters or {})}
-        base = [sys.executable, '-m', 'depth_node.node', '--ros-args']
-        for key, value in params.items():
-            base += ['-p', f'{key}:={json.dumps(value) if isinstance(value, bool) else value}']
         if batched:
-            commands = [base + ['-p', f"cameras:=[{','.join(self.names)}]"]]
+            commands = [node_command({**params, 'cameras': f"[{','.join(self.names)}]"})]
         else:
-            commands = [base + ['-r', f'__ns:=/{name}'] for name in self.names]
+            commands = [node_command(params, ['-r', f'__ns:=/{name}']) for name in self.names]
         self.logs = [open(Path(self.log_dir) / f'node{i}.log', 'w+')  # noqa: SIM115
                      for i in range(len(commands))]
         self.nodes = [subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
                       for cmd, log in zip(commands, self.logs)]
         self._rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context,
-                   signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+        self.context = init_context(rclpy)
         self._build_graph(width, height)
 
     def _build_graph(self, width: int, height: int) -> None:
@@ -111,21 +93,13 @@ class CamerasRig:
         self.width, self.height = width, height
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node_ros)
-        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
-        self._spin.start()
+        self._spin = spin_in_background(self.executor, self.context)
 
     def _arrived(self, msg: Any) -> None:
         now = time.time_ns()
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._lock:
             self.arrivals[stamp] = now
-
-    def _spin_loop(self) -> None:
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.05)
-        except Exception:  # noqa: BLE001 - shut down under the executor
-            pass
 
     def log_tail(self, chars: int = 3000) -> str:
         """Return the end of every node's log."""
@@ -193,29 +167,11 @@ class CamerasRig:
 
     def close(self) -> None:
         """Stop the node processes (SIGINT, as Ctrl-C) and rclpy."""
-        for node in self.nodes:
-            if node.poll() is None:
-                os.killpg(node.pid, signal.SIGINT)
-        for node in self.nodes:
-            try:
-                node.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
-                node.wait(5)
+        stop_processes(self.nodes)
         for log in self.logs:
             log.close()
         self._rclpy.try_shutdown(context=self.context)
         self._spin.join(5.0)
-
-
-@contextmanager
-def cameras_rig(*args: Any, **kwargs: Any) -> Iterator[CamerasRig]:
-    """Yield a :class:`CamerasRig` and always close it."""
-    bench = CamerasRig(*args, **kwargs)
-    try:
-        yield bench
-    finally:
-        bench.close()
 
 
 def _measure(bench: CamerasRig, rounds: int) -> tuple[list[float], int]:
@@ -246,7 +202,8 @@ def run_cameras_bench(model: str, width: int, height: int, cameras: int, rounds:
                                'backend': backend, 'cameras': cameras, 'rounds': rounds}
     extra = node_parameters(card, params)
     for run, batched in (('batched', True), ('separate', False)):
-        with cameras_rig(model, width, height, cameras, batched, backend, extra) as bench:
+        with closing(CamerasRig(model, width, height, cameras, batched, backend,
+                                extra)) as bench:
             times, lost = _measure(bench, rounds)
             rss = bench.rss_kb()
         p50 = statistics.median(times) if times else float('nan')

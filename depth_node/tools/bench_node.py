@@ -19,8 +19,7 @@ node's resident memory and thread count (the soak test uses it).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing
 import json
 import os
 from pathlib import Path
@@ -82,6 +81,70 @@ def isolated_env(log_dir: str) -> dict[str, str]:
     return env
 
 
+def enter_isolated_graph(prefix: str) -> tuple[Any, str, dict[str, str]]:
+    """Import rclpy and put this process on a graph of its own; returns (rclpy, log_dir, env).
+
+    The node processes get ``env``; this process takes its domain, discovery range, RMW and
+    Fast DDS profile, so its probes see them.
+    """
+    try:
+        import rclpy
+    except ImportError as exc:
+        raise DepthNodeError('`depth-node bench node` needs a ROS 2 rclpy (a sourced ROS 2, '
+                             'or the PyPI ros-jazzy-* wheels)', str(exc)) from exc
+    log_dir = tempfile.mkdtemp(prefix=prefix)
+    env = isolated_env(log_dir)
+    os.environ.update({k: env[k] for k in (
+        'ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'RMW_IMPLEMENTATION')})
+    variable = fastdds_profile_variable(env)
+    if variable in env:
+        os.environ[variable] = env[variable]
+    return rclpy, log_dir, env
+
+
+def node_command(params: dict[str, Any], ros_args: list[str] | tuple[str, ...] = ()
+                 ) -> list[str]:
+    """Return the command line of a node process: ``python -m depth_node.node --ros-args``."""
+    cmd = [sys.executable, '-m', 'depth_node.node', '--ros-args', *ros_args]
+    for key, value in params.items():
+        cmd += ['-p', f'{key}:={json.dumps(value) if isinstance(value, bool) else value}']
+    return cmd
+
+
+def init_context(rclpy: Any) -> Any:
+    """Return a fresh rclpy context of this process (no signal handlers: the tool's own)."""
+    context = rclpy.Context()
+    rclpy.init(context=context, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+    return context
+
+
+def spin_in_background(executor: Any, context: Any) -> threading.Thread:
+    """Spin ``executor`` on a daemon thread until ``context`` shuts down; returns the thread."""
+    def loop() -> None:
+        try:
+            while context.ok():
+                executor.spin_once(timeout_sec=0.05)
+        except Exception:  # noqa: BLE001 - shut down under the executor
+            pass
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_processes(processes: list[Any]) -> None:
+    """Stop processes as Ctrl-C does (SIGINT to each group); SIGKILL those that hang."""
+    running = [proc for proc in processes if proc is not None]
+    for proc in running:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+    for proc in running:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float('nan')
 
@@ -117,24 +180,11 @@ class Rig:
 
     def __init__(self, model: str, width: int, height: int, backend: str = 'auto',
                  relay: bool = True, extra_parameters: dict[str, Any] | None = None) -> None:
-        try:
-            import rclpy
-        except ImportError as exc:
-            raise DepthNodeError('`depth-node bench node` needs a ROS 2 rclpy (a sourced ROS 2, '
-                                 'or the PyPI ros-jazzy-* wheels)', str(exc)) from exc
-        self.log_dir = tempfile.mkdtemp(prefix='depth_node_bench_')
-        self.env = isolated_env(self.log_dir)
-        os.environ.update({k: self.env[k] for k in (
-            'ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'RMW_IMPLEMENTATION')})
-        variable = fastdds_profile_variable(self.env)
-        if variable in self.env:
-            os.environ[variable] = self.env[variable]
+        rclpy, self.log_dir, self.env = enter_isolated_graph('depth_node_bench_')
         params = {'model_file_path': model, 'backend': backend, 'point_decimation': 1,
                   'self_test': False, **(extra_parameters or {})}
-        cmd = [sys.executable, '-m', 'depth_node.node', '--ros-args',
-               '-r', 'image:=/bench/image_raw', '-r', 'camera_info:=/bench/camera_info']
-        for key, value in params.items():
-            cmd += ['-p', f'{key}:={json.dumps(value) if isinstance(value, bool) else value}']
+        cmd = node_command(params, ['-r', 'image:=/bench/image_raw',
+                                    '-r', 'camera_info:=/bench/camera_info'])
         self.node_log = open(Path(self.log_dir) / 'node.log', 'w+')  # noqa: SIM115
         self.node = subprocess.Popen(cmd, env=self.env, stdout=self.node_log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
@@ -142,9 +192,7 @@ class Rig:
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True) if relay else None
         self._rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context,
-                   signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+        self.context = init_context(rclpy)
         self._build_graph(width, height, relay)
 
     def _build_graph(self, width: int, height: int, relay: bool) -> None:
@@ -194,15 +242,7 @@ class Rig:
         self.width, self.height = width, height
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node_ros)
-        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
-        self._spin.start()
-
-    def _spin_loop(self) -> None:
-        try:
-            while self.context.ok():
-                self.executor.spin_once(timeout_sec=0.05)
-        except Exception:  # noqa: BLE001 - shut down under the executor
-            pass
+        self._spin = spin_in_background(self.executor, self.context)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until the node subscribed the camera and publishes depth/image."""
@@ -269,28 +309,14 @@ class Rig:
 
     def close(self) -> None:
         """Stop the processes (SIGINT, as Ctrl-C) and rclpy."""
-        for proc in (self.node, self.relay):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-        for proc in (self.node, self.relay):
-            if proc is not None:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(5)
+        stop_processes([self.node, self.relay])
         self._rclpy.try_shutdown(context=self.context)
         self._spin.join(5.0)
 
 
-@contextmanager
-def rig(*args: Any, **kwargs: Any) -> Iterator[Rig]:
-    """Yield a :class:`Rig` and always close it."""
-    bench = Rig(*args, **kwargs)
-    try:
-        yield bench
-    finally:
-        bench.close()
+def rig(*args: Any, **kwargs: Any) -> closing[Rig]:
+    """Return a :class:`Rig` as a context manager that always closes it."""
+    return closing(Rig(*args, **kwargs))
 
 
 def _latencies(rig_: Rig, sent: list[int], name: str) -> list[float]:
