@@ -37,6 +37,22 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture
+def tum_bag(shared_data) -> Path:
+    """Return the TUM RGB-D sample recording (MCAP, rosbag2) in ``../shared/data``."""
+    return shared_data / 'bags' / 'tum_rgbd_sample_mcap'
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Make loading the bag tool's model fail the test: the checks must come before it."""
+    from depth_node import bag
+
+    def build(options):
+        raise AssertionError('the model was loaded before the inputs were checked')
+    monkeypatch.setattr(bag, 'build_pipeline', build)
+
+
 @pytest.fixture(scope='session', params=['humble', 'jazzy'])
 def factory(request):
     """Return a rosbags message factory for Humble and for Jazzy."""

@@ -21,19 +21,6 @@ FIXED = ['--scale-source', 'fixed', '--fixed-scale', '1.0', '--fixed-shift', '0.
 TUM_RAW = '/camera/color/image_raw'
 
 
-@pytest.fixture
-def no_model(monkeypatch):
-    """Make loading the model fail the test: the checks must come before it."""
-    def build(options):
-        raise AssertionError('the model was loaded before the inputs were checked')
-    monkeypatch.setattr(bag, 'build_pipeline', build)
-
-
-@pytest.fixture
-def tum(shared_data) -> Path:
-    return shared_data / 'bags' / 'tum_rgbd_sample_mcap'
-
-
 def _copy_bag(src: Path, dst: Path, mutate) -> Path:
     """Copy a rosbag2 folder, passing its .mcap bytes through ``mutate``."""
     shutil.copytree(src, dst)
@@ -77,8 +64,8 @@ def test_not_a_bag_is_a_clear_usage_error(tmp_path, model, no_model, capsys):
     assert 'cannot read the bag' in capsys.readouterr().err
 
 
-def test_truncated_mcap_is_a_clear_usage_error(tmp_path, tum, model, no_model, capsys):
-    cut = _copy_bag(tum, tmp_path / 'cut', lambda data: data[:3000])
+def test_truncated_mcap_is_a_clear_usage_error(tmp_path, tum_bag, model, no_model, capsys):
+    cut = _copy_bag(tum_bag, tmp_path / 'cut', lambda data: data[:3000])
     assert main(['bag', str(cut), str(tmp_path / 'out'), '--model', str(model)]) == 2
     err = capsys.readouterr().err
     assert 'File end magic is invalid' in err and 'mcap recover' in err
@@ -115,8 +102,8 @@ def test_bag_unreadable_midway_keeps_what_was_done(tmp_path, model, humble_facto
 
 
 # -- 2. one camera per output namespace ------------------------------------------------------
-def test_explicit_twins_are_a_usage_error(tmp_path, tum, model, no_model, capsys):
-    assert main(['bag', str(tum), str(tmp_path / 'out'), '--model', str(model),
+def test_explicit_twins_are_a_usage_error(tmp_path, tum_bag, model, no_model, capsys):
+    assert main(['bag', str(tum_bag), str(tmp_path / 'out'), '--model', str(model),
                  '--image-topic', TUM_RAW, '--image-topic', f'{TUM_RAW}/compressed']) == 2
     err = capsys.readouterr().err
     assert TUM_RAW in err and f'{TUM_RAW}/compressed' in err and '/camera/color/depth' in err
@@ -151,8 +138,8 @@ def test_discover_prefers_raw_in_a_namespace():
 
 
 # -- 3. scale source and why frames stay relative -------------------------------------------
-def test_sparse_depth_without_topic_is_a_usage_error(tmp_path, tum, model, no_model, capsys):
-    assert main(['bag', str(tum), str(tmp_path / 'out'), '--model', str(model),
+def test_sparse_depth_without_topic_is_a_usage_error(tmp_path, tum_bag, model, no_model, capsys):
+    assert main(['bag', str(tum_bag), str(tmp_path / 'out'), '--model', str(model),
                  '--scale-source', 'sparse_depth']) == 2
     assert 'Add --sparse-depth-topic TOPIC' in capsys.readouterr().err
 
@@ -163,9 +150,9 @@ def test_sparse_depth_without_topic_is_a_usage_error(tmp_path, tum, model, no_mo
     (['--scale-source', 'ground_plane', '--camera-height', '1.2'], 'ground_plane: ',
      bag.EXIT_NOT_METRIC),
 ])
-def test_relative_only_reasons_counted(tmp_path, tum, model, capsys, options, reason, status):
+def test_relative_only_reasons_counted(tmp_path, tum_bag, model, capsys, options, reason, status):
     summary_file = tmp_path / 's.json'
-    assert main(['bag', str(tum), str(tmp_path / 'out'), '--model', str(model), '--quiet',
+    assert main(['bag', str(tum_bag), str(tmp_path / 'out'), '--model', str(model), '--quiet',
                  '--json-summary', str(summary_file), *options]) == status
     summary = json.loads(summary_file.read_text())
     reasons = summary['relative_only_reasons']
@@ -199,7 +186,7 @@ def test_relative_only_reason_keys():
 
 
 # -- 4. / 5. inputs checked before the model loads ------------------------------------------
-def test_inputs_checked_before_the_model(tmp_path, tum, model, no_model, capsys):
+def test_inputs_checked_before_the_model(tmp_path, tum_bag, model, no_model, capsys):
     bad_yaml = tmp_path / 'bad.yaml'
     bad_yaml.write_text('image_width: [\n')
     no_k = tmp_path / 'no_k.yaml'
@@ -209,8 +196,9 @@ def test_inputs_checked_before_the_model(tmp_path, tum, model, no_model, capsys)
     import cv2
     cv2.imwrite(str(images / 'a.png'), np.zeros((48, 64, 3), np.uint8))
     cases = [
-        ([str(tum), '--image-topic', TUM_RAW, '--camera-info', str(bad_yaml)], 'does not parse'),
-        ([str(tum), '--image-topic', TUM_RAW, '--camera-info', str(no_k)], 'camera_matrix'),
+        ([str(tum_bag), '--image-topic', TUM_RAW, '--camera-info', str(bad_yaml)],
+         'does not parse'),
+        ([str(tum_bag), '--image-topic', TUM_RAW, '--camera-info', str(no_k)], 'camera_matrix'),
         ([str(images)], 'needs a calibration'),
         ([str(images), '--camera-info', str(no_k)], 'camera_matrix'),
         ([str(tmp_path / 'missing')], 'does not exist'),
@@ -233,9 +221,9 @@ def test_one_calibration_file_for_several_cameras_is_refused(shared_data, tmp_pa
 
 
 # -- 6. xyzrgb with --depth-topic ------------------------------------------------------------
-def test_xyzrgb_depth_topic_uses_the_only_colour_camera(tmp_path, tum, capsys):
+def test_xyzrgb_depth_topic_uses_the_only_colour_camera(tmp_path, tum_bag, capsys):
     out = tmp_path / 'out'
-    assert main(['bag', str(tum), str(out), '--quiet', '--depth-topic',
+    assert main(['bag', str(tum_bag), str(out), '--quiet', '--depth-topic',
                  '/camera/depth_registered/image_gt', '--camera-info-topic',
                  '/camera/color/camera_info', '--point-cloud-fields', 'xyzrgb']) == 0
     # the bag's only colour camera is paired (test_bag_rgb.py checks the colours; several

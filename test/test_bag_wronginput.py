@@ -7,8 +7,6 @@ written), naming the supported kinds; only ``org/name`` ids ever reach the model
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip('rosbags', reason='rosbags is needed by the bag tool (pip install rosbags)')
@@ -19,24 +17,11 @@ from depth_node.cli import main  # noqa: E402
 TUM_RAW = '/camera/color/image_raw'
 
 
-@pytest.fixture
-def no_model(monkeypatch):
-    """Make loading the model fail the test: the checks must come before it."""
-    def build(options):
-        raise AssertionError('the model was loaded before the inputs were checked')
-    monkeypatch.setattr(bag, 'build_pipeline', build)
-
-
-@pytest.fixture
-def tum(shared_data) -> Path:
-    return shared_data / 'bags' / 'tum_rgbd_sample_mcap'
-
-
 @pytest.mark.parametrize('topic', [TUM_RAW, f'{TUM_RAW}/compressed'])
-def test_colour_topic_as_sparse_depth_is_a_usage_error(tum, tmp_path, model, no_model, capsys,
+def test_colour_topic_as_sparse_depth_is_a_usage_error(tum_bag, tmp_path, model, no_model, capsys,
                                                        topic):
     out = tmp_path / 'out'
-    assert main(['bag', str(tum), str(out), '--model', str(model), '--scale-source',
+    assert main(['bag', str(tum_bag), str(out), '--model', str(model), '--scale-source',
                  'sparse_depth', '--sparse-depth-topic', topic]) == 2
     err = capsys.readouterr().err
     assert err.count('\n') <= 3 and 'Traceback' not in err
@@ -45,8 +30,8 @@ def test_colour_topic_as_sparse_depth_is_a_usage_error(tum, tmp_path, model, no_
     assert not out.exists()
 
 
-def test_depth_topic_as_sparse_depth_is_accepted(tum, tmp_path, model, capsys):
-    status = main(['bag', str(tum), str(tmp_path / 'out'), '--model', str(model), '--quiet',
+def test_depth_topic_as_sparse_depth_is_accepted(tum_bag, tmp_path, model, capsys):
+    status = main(['bag', str(tum_bag), str(tmp_path / 'out'), '--model', str(model), '--quiet',
                    '--scale-source', 'sparse_depth', '--sparse-depth-topic',
                    '/camera/depth_registered/image_gt', '--image-topic', TUM_RAW])
     # a random tiny network may fit no positive scale (5), but the topic is accepted
@@ -71,14 +56,14 @@ def no_hub(monkeypatch):
     ('x.pt', 'no such file or folder (not sent to the model hub'),
     ('models/da2s.onnx', 'no such file or folder'),
 ])
-def test_model_that_is_not_a_model_is_one_clear_line(tum, tmp_path, no_model, no_hub, capsys,
+def test_model_that_is_not_a_model_is_one_clear_line(tum_bag, tmp_path, no_model, no_hub, capsys,
                                                      monkeypatch, name, expected):
     import time
     monkeypatch.chdir(tmp_path)
     if not name.startswith(('missing', 'x.', 'models')):
         (tmp_path / name).write_text('card_version: 1\n')
     t0 = time.perf_counter()
-    assert main(['bag', str(tum), str(tmp_path / 'out'), '--model', name]) == 2
+    assert main(['bag', str(tum_bag), str(tmp_path / 'out'), '--model', name]) == 2
     assert time.perf_counter() - t0 < 5
     err = capsys.readouterr().err
     assert expected in err and 'TorchScript file (.pt' in err
