@@ -42,3 +42,16 @@ def test_bad_resolution(capsys):
     assert 'WIDTHxHEIGHT' in capsys.readouterr().err
     with pytest.raises(argparse.ArgumentTypeError):
         parse_resolution('0x10')
+
+
+def test_print_figures_json_or_lines(capsys):
+    import json
+
+    from depth_node.tools.arguments import print_figures
+    figures = {'latency_ms_p50': 12.5, 'samples': [1, 2]}
+    print_figures(figures, as_json=True, hide=('samples',))
+    assert json.loads(capsys.readouterr().out) == figures       # JSON keeps everything
+    print_figures(figures, as_json=False, hide=('samples',))
+    assert capsys.readouterr().out == 'latency_ms_p50: 12.5\n'
+    print_figures({'a': 1}, as_json=False, key_width=4)
+    assert capsys.readouterr().out == '   a: 1\n'

@@ -8,7 +8,8 @@ need: the help layout, the one ``WxH`` parser, the card override flags.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+import json
 from typing import Any
 
 from depth_node import parameters
@@ -37,6 +38,22 @@ def parse_resolution(text: str) -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise argparse.ArgumentTypeError(f'resolution {text!r} must be positive')
     return width, height
+
+
+def print_figures(figures: Mapping[str, Any], as_json: bool, hide: Iterable[str] = (),
+                  key_width: int = 0) -> None:
+    """Print a benchmark's figures: one JSON object (all of them), or ``key: value`` lines.
+
+    :param hide: keys left out of the lines (long series such as ``samples``).
+    :param key_width: right-align the keys to this width in the lines.
+    """
+    if as_json:
+        print(json.dumps(figures))
+        return
+    hidden = set(hide)
+    for key, value in figures.items():
+        if key not in hidden:
+            print(f'{key:>{key_width}}: {value}' if key_width else f'{key}: {value}')
 
 
 def add_card_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,6 @@ next round starts then (closed loop). Figures: ``<run>_round_ms_p50`` / ``_p95``
 from __future__ import annotations
 
 from contextlib import closing
-import json
 from pathlib import Path
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from typing import Any
 
 from depth_node.errors import DepthNodeError
 from depth_node.tools import bench_node
+from depth_node.tools.arguments import print_figures
 from depth_node.tools.bench_node import (
     _percentile,
     enter_isolated_graph,
@@ -228,9 +228,5 @@ def run(args: Any) -> int:
     width, height = args.resolution
     figures = run_cameras_bench(args.model, width, height, args.cameras, args.frames,
                                 args.backend, card=args.card, params=args.param)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f'{key}: {value}')
+    print_figures(figures, args.json)
     return 0

@@ -10,7 +10,6 @@ number of bytes as the cloud, measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from depth_node.clouds import cloud_buffer, depth_to_cloud, make_pointcloud2
 from depth_node.images import image_to_rgb, make_depth_image
 from depth_node.messages import rclpy_byte_array, rclpy_like_factory
+from depth_node.tools.arguments import print_figures
 import numpy as np
 
 
@@ -118,9 +118,5 @@ def run_core(args: argparse.Namespace) -> int:
     width, height = args.resolution
     result = run_core_bench(width, height, fields=args.fields, repeat=args.repeat,
                             decimation=args.decimation, depth_encoding=args.depth_encoding)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f'{key:>16}: {value}')
+    print_figures(result, args.json, key_width=16)
     return 0

@@ -41,6 +41,7 @@ from depth_node.dds import (
     PROFILE_FILES,
 )
 from depth_node.errors import DepthNodeError
+from depth_node.tools.arguments import print_figures
 import numpy as np
 
 RELAY_CODE = """
@@ -466,10 +467,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         figures = run_node_bench(args.model, width, height, args.frames, args.backend,
                                  args.rate, card=args.card, params=args.param)
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            if key != 'samples':
-                print(f'{key}: {value}')
+    print_figures(figures, args.json, hide=('samples',))
     return 0
