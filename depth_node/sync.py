@@ -14,7 +14,8 @@ offline pair the same frames. Policies:
     the partner with the nearest stamp within ``sync_tolerance``;
 ``latest``
     the most recent partner received, whatever its stamp (drivers that publish camera_info
-    at a low rate or with a constant stamp);
+    at a low rate or with a constant stamp); before the first one arrived, an image waits
+    for it at most ``max_wait_s``;
 ``latest_before``
     the partner with the largest stamp not after the image (a calibration or a scale
     reference that is valid from its stamp on).
@@ -278,7 +279,10 @@ class FrameSync:
                 continue
             timed_out = now_ns - waiting.received_ns >= self.max_wait_ns
             forced = index < overflow
-            info_settled = rule.settled(stamp, infos.newest)
+            # latest: the first camera_info may be delivered after the first image (two topics
+            # have no common order), so an image waits for it, at most max_wait
+            info_settled = rule.settled(stamp, infos.newest) and not (
+                rule.policy == 'latest' and infos.newest is None)
             ready = info_settled and (
                 not self.sparse_depth or rule.settled(stamp, sparse.newest)
                 or rule.impossible(stamp, sparse.newest))

@@ -245,6 +245,21 @@ def test_sync_policies(world, tum_rgb):
     assert node.error_counts == {'no_camera_info': 1}
 
 
+def test_latest_sync_first_image_before_first_camera_info(world, tum_rgb):
+    # two topics have no common delivery order: a camera's first image may reach the node
+    # before its first camera_info; with latest sync that frame must not be lost
+    node = world.start(world.node(model=helpers.FakeModel(), sync_policy='latest',
+                                  sync_max_wait=1.0))
+    col = world.collector({'depth/image': 'Image'})
+    cam = world.camera()
+    world.connect(node, cam, col)
+    cam.image_pub.publish(helpers.rgb_image(world.factory, tum_rgb, (400, 0)))
+    time.sleep(0.03)
+    cam.info_pub.publish(helpers.camera_info(world.factory, (399, 0)))
+    assert stamp_tuple(col.wait('depth/image')[0]) == (400, 0)
+    assert node.error_counts == {}
+
+
 def test_compressed_transport_follows_image_remapping(world, tum_rgb):
     from depth_node.images import depth_to_metres, make_compressed
     model = helpers.FakeModel(depth_m=3.0)

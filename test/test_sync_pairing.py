@@ -69,14 +69,32 @@ def test_approximate_picks_nearest_within_tolerance():
 
 
 def test_latest_uses_newest_and_fails_without_any():
-    sync = FrameSync(PairingRule('latest'))
-    out = sync.add_image(msg(T0))
-    assert out.frames == [] and len(out.errors) == 1
+    sync = FrameSync(PairingRule('latest'), max_wait_s=0.1)
+    out = sync.add_image(msg(T0), received_ns=0)
+    # the first camera_info may be delivered after the first image: it waits for it
+    assert out.frames == [] and out.errors == [] and sync.pending == 1
+    out = sync.expire(now_ns=99_000_000)
+    assert out.errors == [] and sync.pending == 1
+    out = sync.expire(now_ns=100_000_000)
+    assert out.frames == [] and len(out.errors) == 1 and sync.pending == 0
     assert 'no camera_info has been received yet' in str(out.errors[0])
+    assert 'none received' in str(out.errors[0])
     sync.add_camera_info(msg(T0 - 5 * NS, 'old'))
     sync.add_camera_info(msg(T0 - 4 * NS, 'newest'))
     out = sync.add_image(msg(T0))
     assert out.frames[0].camera_info.name == 'newest'
+
+
+def test_latest_first_image_before_first_camera_info_is_not_lost():
+    # the callback order of two topics is not the publish order: the first image may come first
+    sync = FrameSync(PairingRule('latest'), max_wait_s=0.1)
+    assert sync.add_image(msg(T0, 'f0')).frames == []
+    out = sync.add_camera_info(msg(T0, 'i0'))
+    assert [(f.image.name, f.camera_info.name) for f in out.frames] == [('f0', 'i0')]
+    assert out.errors == [] and sync.pending == 0
+    # once one arrived, images go on at once with the newest
+    out = sync.add_image(msg(T0 + NS, 'f1'))
+    assert out.frames[0].camera_info.name == 'i0'
 
 
 def test_image_queue_overflow_reports_the_oldest():
