@@ -136,10 +136,15 @@ def stamp_of(msg):
     return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
-def ros2(env, *args, timeout=60, tries=5):
-    """Run a ros2 CLI verb without the daemon (none is left running); retry "Node not found"."""
-    for _ in range(tries):
-        proc = subprocess.run([str(BIN / 'ros2'), *args, '--no-daemon', '--spin-time', '2'],
+def ros2(env, *args, timeout=60, spin_times=(2, 2, 4, 8, 16)):
+    """Run a ros2 CLI verb without the daemon (none is left running); retry "Node not found".
+
+    Without a daemon the verb discovers the graph for the whole spin time; on a loaded machine
+    discovery takes longer, so each retry waits longer.
+    """
+    for spin_time in spin_times:
+        proc = subprocess.run([str(BIN / 'ros2'), *args, '--no-daemon',
+                               '--spin-time', str(spin_time)],
                               env=env, capture_output=True, text=True, timeout=timeout)
         if 'not found' not in proc.stderr.lower():
             return proc

@@ -34,7 +34,10 @@ def test_soak_memory_threads_and_counters_stay_consistent(tmp_path):
     # every published frame arrived; frames the node dropped as stale (a loaded machine) are
     # counted, and none failed
     assert figures['outputs'] == figures['published'] and figures['errors'] == 0
-    assert figures['threads_max'] == figures['threads_min']
+    # no thread is left behind: as many threads after the run as after warm-up (a short-lived
+    # thread may show in one sample on a loaded machine; a leak shows at the end)
+    assert figures['threads_end'] <= figures['threads_start'], figures['samples']
+    assert figures['threads_max'] - figures['threads_min'] <= 4, figures['samples']
     # resident memory after warm-up (the first fifth): the peak of the last half within 5 % of
     # the peak of the half before it
     assert figures['rss_growth'] <= 0.05, figures['samples']

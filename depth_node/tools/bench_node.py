@@ -427,6 +427,8 @@ def soak(model: str, width: int, height: int, frames: int, backend: str = 'auto'
         'rss_kb_after_warmup_min': min(rss), 'rss_kb_after_warmup_max': max(rss),
         'rss_growth': growth,
         'threads_min': min(threads), 'threads_max': max(threads),
+        # a leak grows to the end; a short-lived thread (seen once under load) does not
+        'threads_start': threads[0], 'threads_end': threads[-1],
         'samples': samples,
     }
 
