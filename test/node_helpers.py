@@ -16,30 +16,38 @@ K_TUM = [525.0, 0.0, 319.5, 0.0, 525.0, 239.5, 0.0, 0.0, 1.0]
 
 
 def build_tiny_onnx(path: Path, width: int = 64, height: int = 48, scale: float = 4.0,
-                    offset: float = 1.0, batch: int | str = 1) -> Path:
+                    offset: float = 1.0, batch: int | str = 1, *, absolute: bool = False,
+                    input_name: str = 'image', output_name: str = 'depth',
+                    **card_fields) -> Path:
     """Build a real tiny ONNX "metric depth" model and card: depth = offset + scale * mean(rgb).
 
-    ``batch='batch'`` gives it a batch axis (as ``depth-node export --dynamic-batch`` does).
+    ``batch='batch'`` gives it a batch axis (as ``depth-node export --dynamic-batch`` does);
+    ``absolute`` averages |rgb| (depth >= offset whatever the normalisation); ``card_fields``
+    go to the card (e.g. ``image_mean``).
     """
     from depth_node.models.card import card_path_for, ModelCard
     import onnx
     from onnx import helper, numpy_helper, TensorProto
-    inp = helper.make_tensor_value_info('image', TensorProto.FLOAT, [batch, 3, height, width])
-    out = helper.make_tensor_value_info('depth', TensorProto.FLOAT, [batch, height, width])
+    inp = helper.make_tensor_value_info(input_name, TensorProto.FLOAT,
+                                        [batch, 3, height, width])
+    out = helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [batch, height, width])
     inits = [numpy_helper.from_array(np.array([1], np.int64), 'axes'),
              numpy_helper.from_array(np.array(scale, np.float32), 'scale'),
              numpy_helper.from_array(np.array(offset, np.float32), 'offset')]
-    nodes = [helper.make_node('ReduceMean', ['image', 'axes'], ['mean'], keepdims=0),
-             helper.make_node('Mul', ['mean', 'scale'], ['scaled']),
-             helper.make_node('Add', ['scaled', 'offset'], ['depth'])]
+    nodes = [helper.make_node('Abs', [input_name], ['pixels'])] if absolute else []
+    nodes += [helper.make_node('ReduceMean', ['pixels' if absolute else input_name, 'axes'],
+                               ['mean'], keepdims=0),
+              helper.make_node('Mul', ['mean', 'scale'], ['scaled']),
+              helper.make_node('Add', ['scaled', 'offset'], [output_name])]
     graph = helper.make_graph(nodes, 'tiny_depth', [inp], [out], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 18)])
     model.ir_version = 8
     onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
-    ModelCard(name='tiny-test-depth', input_name='image', output_name='depth',
-              network_image_width=width, network_image_height=height,
-              output_kind='metric_depth').save(card_path_for(path))
+    card = {'name': 'tiny-test-depth', 'output_kind': 'metric_depth', **card_fields}
+    ModelCard(input_name=input_name, output_name=output_name, network_image_width=width,
+              network_image_height=height, **card).save(card_path_for(path))
     return path
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from depth_node.errors import BackendUnavailableError, EngineError
+from node_helpers import build_tiny_onnx
 import numpy as np
 import pytest
 
@@ -56,18 +57,9 @@ def test_constructing_without_tensorrt_is_a_clear_error(tmp_path):
 
 
 def _tiny_onnx(path: Path, height=28, width=42, scale=2.0) -> Path:
-    onnx = pytest.importorskip('onnx')
-    helper = onnx.helper
-    x = helper.make_tensor_value_info('pixel_values', onnx.TensorProto.FLOAT,
-                                      [1, 3, height, width])
-    y = helper.make_tensor_value_info('predicted_depth', onnx.TensorProto.FLOAT,
-                                      [1, height, width])
-    k = helper.make_tensor('k', onnx.TensorProto.FLOAT, [], [scale])
-    nodes = [helper.make_node('ReduceMean', ['pixel_values'], ['m'], axes=[1], keepdims=0),
-             helper.make_node('Mul', ['m', 'k'], ['predicted_depth'])]
-    graph = helper.make_graph(nodes, 'tiny', [x], [y], [k])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]), str(path))
-    return path
+    pytest.importorskip('onnx')
+    return build_tiny_onnx(path, width, height, scale=scale, offset=0.0,
+                           input_name='pixel_values', output_name='predicted_depth')
 
 
 def _card(height=28, width=42):

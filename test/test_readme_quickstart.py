@@ -13,6 +13,7 @@ import re
 import shlex
 
 from depth_node import cli
+from node_helpers import build_tiny_onnx
 import numpy as np
 import pytest
 
@@ -41,30 +42,13 @@ def main_job() -> tuple[list[str], list[str]]:
     return install, bag
 
 
-def tiny_metric_onnx(path: Path, width: int = 42, height: int = 28) -> Path:
+def tiny_metric_onnx(path: Path) -> Path:
     """Write a tiny metric ONNX model (depth = 1 + mean |pixel|, metres) and its card."""
-    onnx = pytest.importorskip('onnx')
-    helper = onnx.helper
-    x = helper.make_tensor_value_info('pixel_values', onnx.TensorProto.FLOAT,
-                                      [1, 3, height, width])
-    y = helper.make_tensor_value_info('predicted_depth', onnx.TensorProto.FLOAT,
-                                      [1, height, width])
-    one = helper.make_tensor('one', onnx.TensorProto.FLOAT, [], [1.0])
-    nodes = [helper.make_node('Abs', ['pixel_values'], ['a']),
-             helper.make_node('ReduceMean', ['a'], ['m'], axes=[1], keepdims=0),
-             helper.make_node('Add', ['m', 'one'], ['predicted_depth'])]
-    graph = helper.make_graph(nodes, 'tiny', [x], [y], initializer=[one])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    Path(str(path)[:-len('.onnx')] + '.card.yaml').write_text(
-        'name: tiny\nsource: test\nlicense: none\ninput_name: pixel_values\n'
-        f'output_name: predicted_depth\nnetwork_image_width: {width}\n'
-        f'network_image_height: {height}\nlayout: nchw\ninput_encoding: rgb8\n'
-        'pixel_scale: 0.00392156862745098\nimage_mean: [0.5, 0.5, 0.5]\n'
-        'image_stddev: [0.5, 0.5, 0.5]\nresize: stretch\ninterpolation: linear\n'
-        'output_kind: metric_depth\nmax_depth: 20.0\n')
-    return path
+    pytest.importorskip('onnx')
+    return build_tiny_onnx(path, 42, 28, scale=1.0, offset=1.0, absolute=True,
+                           input_name='pixel_values', output_name='predicted_depth',
+                           name='tiny', image_mean=(0.5, 0.5, 0.5),
+                           image_stddev=(0.5, 0.5, 0.5), max_depth=20.0)
 
 
 def test_quickstart_is_the_lightest_install_then_the_main_job_on_the_example():
