@@ -105,6 +105,10 @@ def test_configure_fails_on_empty_model_path_with_autostart(make_node):
     # the one-shot autostart timer fires on the executor
     ros_graph.wait_for(lambda: len(transitions(make_node, node)) >= 2, what='autostart')
     assert node.state == 'unconfigured'
+    # the autostart error is logged after the transition returned (its event may come first)
+    watch = next(m for m in make_node.made if m.node is node).watch
+    ros_graph.wait_for(lambda: ros_graph.log_lines(watch, level=ERROR, contains='autostart:'),
+                       what='the autostart error on /rosout')
     text = '\n'.join(errors_logged(make_node, node))
     assert 'model_file_path is empty' in text and 'autostart: configure failed' in text
     assert transitions(make_node, node) == [('unconfigured', 'configuring'),
