@@ -52,3 +52,32 @@ def cv2_project(camera: CameraModel, points: np.ndarray) -> np.ndarray:
     else:
         out, _ = cv2.projectPoints(pts, zero, zero, K, None)
     return out.reshape(-1, 2)
+
+
+def t265_fisheye_frames(shared_data: Path, factory) -> list[tuple[str, object, object, int]]:
+    """Return the T265 fisheye frames in recording order: (camera, Image, CameraInfo, log time).
+
+    ``factory`` builds the messages (rclpy for a graph, rosbags for a bag); each camera_info
+    comes from that camera's equidistant calibration, with the image's stamp and frame id.
+    """
+    from depth_node.bagio import deserialize, open_reader
+    from depth_node.calibration import load_calibration
+    from depth_node.images import make_image
+    cameras = dict.fromkeys(('fisheye1', 'fisheye2'))
+    frames = []
+    with open_reader(shared_data / 'bags' / 't265_trimmed_locoffice_ros2') as reader:
+        for conn, log_time, raw in reader.messages():
+            name = conn.topic.split('/')[2]
+            if name not in cameras or not conn.topic.endswith('image_raw'):
+                continue
+            msg = deserialize(reader, raw, conn.msgtype, conn.topic)
+            header = factory.header(msg.header.stamp.sec, msg.header.stamp.nanosec,
+                                    msg.header.frame_id)
+            pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
+            if cameras[name] is None:
+                cameras[name] = load_calibration(
+                    calibration(shared_data, f't265_{name}_equidistant.yaml'),
+                    frame_id=msg.header.frame_id)
+            frames.append((name, make_image(factory, header, pixels, msg.encoding),
+                           cameras[name].to_camera_info(factory, header), log_time))
+    return frames

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from camera_helpers import t265_fisheye_frames
 import node_helpers as helpers
-import numpy as np
 import pytest
 from test_bag_support import read_bag
 
@@ -23,34 +23,18 @@ CAMERAS = ('fisheye1', 'fisheye2')
 
 def t265_with_camera_info(path: Path, bad: tuple[str, int] | None = None) -> Path:
     """Write the T265 fisheye frames with a camera_info per frame (from the calibrations)."""
-    from depth_node.bagio import BagWriter, deserialize, open_reader
-    from depth_node.calibration import load_calibration
-    from depth_node.images import make_image
+    from depth_node.bagio import BagWriter
     from depth_node.messages import rosbags_factory
     factory = rosbags_factory('humble')
     writer = BagWriter(path, factory.typestore)
     seen = dict.fromkeys(CAMERAS, 0)
     try:
-        with open_reader(T265) as reader:
-            for conn, log_time, raw in reader.messages():
-                name = conn.topic.split('/')[2]
-                if name not in seen or not conn.topic.endswith('image_raw'):
-                    continue
-                msg = deserialize(reader, raw, conn.msgtype, conn.topic)
-                stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-                header = factory.header(*stamp, msg.header.frame_id)
-                pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height,
-                                                                          msg.width)
-                image = make_image(factory, header, pixels, msg.encoding)
-                if bad == (name, seen[name]):
-                    image.data = image.data[:1000]          # a truncated frame
-                seen[name] += 1
-                camera = load_calibration(DATA / 'calibration' /
-                                          f't265_{name}_equidistant.yaml',
-                                          frame_id=msg.header.frame_id)
-                writer.write(f'/camera/{name}/camera_info',
-                             camera.to_camera_info(factory, header), log_time)
-                writer.write(f'/camera/{name}/image_raw', image, log_time)
+        for name, image, info, log_time in t265_fisheye_frames(DATA, factory):
+            if bad == (name, seen[name]):
+                image.data = image.data[:1000]          # a truncated frame
+            seen[name] += 1
+            writer.write(f'/camera/{name}/camera_info', info, log_time)
+            writer.write(f'/camera/{name}/image_raw', image, log_time)
     finally:
         writer.close()
     assert seen == {'fisheye1': 3, 'fisheye2': 3}

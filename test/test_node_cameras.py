@@ -23,6 +23,7 @@ import ros_graph
 
 ros_graph.require_rclpy()
 
+from camera_helpers import t265_fisheye_frames  # noqa: E402, I100
 import node_helpers as helpers  # noqa: E402, I100
 
 DATA = Path(__file__).resolve().parents[1] / '..' / 'shared' / 'data'
@@ -126,24 +127,9 @@ def check_outputs(g, node, col, name, sent, model_path):
 # -- the T265 fisheye pair ------------------------------------------------------------------
 def t265_frames(factory):
     """``{camera: [(Image, CameraInfo)]}`` of the T265 bag's fisheye frames (rclpy messages)."""
-    from depth_node.bagio import deserialize, open_reader
-    from depth_node.calibration import load_calibration
-    from depth_node.images import make_image
-    bag = DATA / 'bags' / 't265_trimmed_locoffice_ros2'
     frames: dict[str, list] = {'fisheye1': [], 'fisheye2': []}
-    with open_reader(bag) as reader:
-        for conn, _, raw in reader.messages():
-            name = conn.topic.split('/')[2]
-            if name not in frames or not conn.topic.endswith('image_raw'):
-                continue
-            msg = deserialize(reader, raw, conn.msgtype, conn.topic)
-            stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-            header = factory.header(*stamp, msg.header.frame_id)
-            pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width)
-            image = make_image(factory, header, pixels, msg.encoding)
-            camera = load_calibration(DATA / 'calibration' / f't265_{name}_equidistant.yaml',
-                                      frame_id=msg.header.frame_id)
-            frames[name].append((image, camera.to_camera_info(factory, header)))
+    for name, image, info, _ in t265_fisheye_frames(DATA, factory):
+        frames[name].append((image, info))
     return frames
 
 
