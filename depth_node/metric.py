@@ -192,7 +192,7 @@ def _constant_plane(shape: tuple[int, ...], dtype: Any, value: float) -> np.ndar
     return plane
 
 
-def _fill(x: Any, mask: Any, value: float) -> None:
+def fill_where(x: Any, mask: Any, value: float) -> None:
     """Set ``x[mask] = value`` in place; on torch with ``masked_fill_`` (no host sync).
 
     A float map and a boolean mask of its shape go through ``cv2.copyTo`` from a constant
@@ -215,7 +215,7 @@ def _float32(x: Any) -> Any:
         out = x.to(dtype=torch.float32, copy=True)
         return out.masked_fill_(~torch.isfinite(out), float('nan'))
     out = np.array(x, dtype=np.float32, copy=True)
-    _fill(out, ~np.isfinite(out), float('nan'))
+    fill_where(out, ~np.isfinite(out), float('nan'))
     return out
 
 
@@ -245,11 +245,11 @@ def apply_validity(depth: Any, min_range: float, max_range: float,
         non_positive = (depth <= 0) & (depth != -inf)
         near = (depth > 0) & (depth < min_range)
         far = depth > max_range
-        _fill(depth, non_positive, nan)
-        _fill(depth, near, near_value)
-        _fill(depth, far, inf)
+        fill_where(depth, non_positive, nan)
+        fill_where(depth, near, near_value)
+        fill_where(depth, far, inf)
         if too_close == 'nan':
-            _fill(depth, depth == -inf, nan)
+            fill_where(depth, depth == -inf, nan)
     return depth
 
 
@@ -280,7 +280,7 @@ def edge_filter(depth: Any, threshold: float) -> Any:
         jump = usable[a_sl] & usable[b_sl] & ((hi - lo) > threshold * lo)
         mask[a_sl] |= jump & (a > b)
         mask[b_sl] |= jump & (b > a)
-    _fill(depth, mask, float('nan'))
+    fill_where(depth, mask, float('nan'))
     return depth
 
 
@@ -302,7 +302,7 @@ def _edge_filter_host(depth: np.ndarray, threshold: float) -> np.ndarray:
                             borderValue=float('inf'))
         # p - inf is -inf and threshold * inf inf: no usable neighbour, no jump
         mask = usable & ((work - nearest) > threshold * nearest)
-    _fill(depth, mask, float('nan'))
+    fill_where(depth, mask, float('nan'))
     return depth
 
 
@@ -636,9 +636,9 @@ class MetricConverter:
             # 1/depth <= 0 means "farther than infinity" (sky): +Inf, beyond range
             with np.errstate(divide='ignore', invalid='ignore'):
                 beyond = depth <= 0
-                _fill(depth, beyond, float('nan'))  # placeholder, the reciprocal keeps NaN
+                fill_where(depth, beyond, float('nan'))  # placeholder, the reciprocal keeps NaN
                 depth = _reciprocal_(depth)
-                _fill(depth, beyond, float('inf'))
+                fill_where(depth, beyond, float('inf'))
         return self._finish(depth), None, report
 
     # -- internals ------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from depth_node.images import (
 from depth_node.metric import (
     apply_validity,
     edge_filter,
+    fill_where,
     MetricConfig,
     MetricConverter,
     ScaleReport,
@@ -174,7 +175,7 @@ def void_where_no_ray(values: Any, state: PipelineCameraState) -> Any:
             state.no_ray_on_device[key] = mask
         return values.masked_fill(mask, float('nan'))
     out = values if values.flags.writeable else np.array(values)
-    out[state.no_ray] = np.nan
+    fill_where(out, state.no_ray, float('nan'))
     return out
 
 
